@@ -1,0 +1,3 @@
+from dptune.cli import main
+
+raise SystemExit(main())

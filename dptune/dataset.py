@@ -1,0 +1,141 @@
+"""The `Dataset` value every other layer consumes: prepared arrays plus what describes them.
+
+A Dataset is immutable once built; its SHA-256 `fingerprint` covers every array and the
+names, so workers on other machines can check they train on exactly the same data. It is
+stored once in the workspace as `<fingerprint>.npz` (no pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dptune.errors import DataError
+
+DEFAULT_WORKSPACE = Path("dptune-data")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training and validation arrays ready for the trainer.
+
+    x_*: float32 features, shape (n, *input_shape) (images: (n, height, width, channels)).
+    y_*: int32 class indices in [0, num_classes).
+    sensitive_*: optional group labels (strings or ints) kept aside for fairness metrics;
+        never part of the features.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] = ()
+    sensitive_train: np.ndarray | None = None
+    sensitive_val: np.ndarray | None = None
+    sensitive_name: str | None = None
+    fingerprint: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "x_train", np.ascontiguousarray(self.x_train, dtype=np.float32))
+        object.__setattr__(self, "x_val", np.ascontiguousarray(self.x_val, dtype=np.float32))
+        object.__setattr__(self, "y_train", np.ascontiguousarray(self.y_train, dtype=np.int32))
+        object.__setattr__(self, "y_val", np.ascontiguousarray(self.y_val, dtype=np.int32))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "feature_names", tuple(str(f) for f in self.feature_names))
+        if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
+            raise DataError("features and labels must have the same number of rows")
+        if self.x_train.shape[1:] != self.x_val.shape[1:]:
+            raise DataError(
+                f"training and validation features differ in shape: {self.x_train.shape[1:]} vs {self.x_val.shape[1:]}"
+            )
+        labels = np.concatenate([self.y_train, self.y_val])
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+            raise DataError(f"labels must be class indices in [0, {len(self.class_names)})")
+        object.__setattr__(self, "fingerprint", self._compute_fingerprint())
+
+    @property
+    def n_train(self) -> int:
+        """N, the number of training examples (what the accountant's q = B/N uses)."""
+        return int(len(self.x_train))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"x_train": self.x_train, "y_train": self.y_train, "x_val": self.x_val, "y_val": self.y_val}
+        if self.sensitive_train is not None and self.sensitive_val is not None:
+            arrays["sensitive_train"] = np.asarray(self.sensitive_train).astype(str)
+            arrays["sensitive_val"] = np.asarray(self.sensitive_val).astype(str)
+        return arrays
+
+    def _metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "feature_names": list(self.feature_names),
+            "sensitive_name": self.sensitive_name,
+        }
+
+    def _compute_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self._metadata(), sort_keys=True).encode())
+        for key, array in sorted(self._arrays().items()):
+            digest.update(key.encode())
+            digest.update(str(array.dtype).encode())
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def save(self, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
+        """Store as `<workspace>/<fingerprint>.npz`, atomically; an existing file is kept as is."""
+        directory = Path(workspace)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{self.fingerprint}.npz"
+        if target.exists():
+            return target
+        meta = np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8)
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as handle:
+            np.savez(handle, metadata=meta, **self._arrays())
+        os.replace(handle.name, target)
+        return target
+
+    @classmethod
+    def load(cls, fingerprint: str, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Dataset:
+        """Load a stored dataset and check its fingerprint."""
+        path = Path(workspace) / f"{fingerprint}.npz"
+        if not path.exists():
+            raise DataError(f"dataset {fingerprint[:12]}… is not in the workspace {Path(workspace).resolve()}")
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(stored["metadata"].tobytes().decode())
+            dataset = cls(
+                name=meta["name"],
+                x_train=stored["x_train"],
+                y_train=stored["y_train"],
+                x_val=stored["x_val"],
+                y_val=stored["y_val"],
+                class_names=tuple(meta["class_names"]),
+                feature_names=tuple(meta["feature_names"]),
+                sensitive_train=stored["sensitive_train"] if "sensitive_train" in stored else None,
+                sensitive_val=stored["sensitive_val"] if "sensitive_val" in stored else None,
+                sensitive_name=meta["sensitive_name"],
+            )
+        if dataset.fingerprint != fingerprint:
+            raise DataError(f"the stored dataset {path} is corrupt: its content no longer matches its fingerprint")
+        return dataset
