@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,25 +107,53 @@ class Dataset:
     def save(self, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
         """Store as `<workspace>/<fingerprint>.npz`, atomically; an existing file is kept as is."""
         directory = Path(workspace)
-        directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{self.fingerprint}.npz"
-        if target.exists():
-            return target
         meta = np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8)
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as handle:
-            np.savez(handle, metadata=meta, **self._arrays())
-        os.replace(handle.name, target)
+        temporary = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                return target
+            with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as handle:
+                temporary = Path(handle.name)
+                np.savez(handle, metadata=meta, **self._arrays())
+            os.replace(temporary, target)
+            temporary = None
+        except OSError as error:
+            raise DataError(
+                f"cannot save the dataset into the workspace {directory.resolve()}: {error.strerror or error}; "
+                "check that the folder is writable and the disk has space"
+            ) from None
+        finally:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
         return target
 
     @classmethod
     def load(cls, fingerprint: str, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Dataset:
         """Load a stored dataset and check its fingerprint."""
+        if not (isinstance(fingerprint, str) and len(fingerprint) == 64 and all(c in "0123456789abcdef" for c in fingerprint)):
+            raise DataError(f"{fingerprint!r} is not a dataset fingerprint (64 lowercase hex digits, SHA-256)")
         path = Path(workspace) / f"{fingerprint}.npz"
         if not path.exists():
             raise DataError(f"dataset {fingerprint[:12]}… is not in the workspace {Path(workspace).resolve()}")
+        try:
+            dataset = cls._read(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            if isinstance(error, DataError):
+                raise
+            raise DataError(
+                f"the stored dataset {path} cannot be read ({error}); delete it and prepare the dataset again"
+            ) from None
+        if dataset.fingerprint != fingerprint:
+            raise DataError(f"the stored dataset {path} is corrupt: its content no longer matches its fingerprint")
+        return dataset
+
+    @classmethod
+    def _read(cls, path: Path) -> Dataset:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(stored["metadata"].tobytes().decode())
-            dataset = cls(
+            return cls(
                 name=meta["name"],
                 x_train=stored["x_train"],
                 y_train=stored["y_train"],
@@ -136,6 +165,3 @@ class Dataset:
                 sensitive_val=stored["sensitive_val"] if "sensitive_val" in stored else None,
                 sensitive_name=meta["sensitive_name"],
             )
-        if dataset.fingerprint != fingerprint:
-            raise DataError(f"the stored dataset {path} is corrupt: its content no longer matches its fingerprint")
-        return dataset

@@ -1,0 +1,296 @@
+"""Load a user's dataset (or a built-in one) into a `Dataset`, with a clear error for every bad input.
+
+Public API:
+    load_dataset(source, ...) -> PreparedData   read, validate and prepare an uploaded file
+    builtin_dataset(name, ...) -> Dataset       digits (default), breast_cancer, synthetic
+    prepare_builtin(name, ...) -> PreparedData  the same with its report
+    store(dataset, workspace) -> Path           save once as <workspace>/<fingerprint>.npz
+    check_enough_examples(dataset, batch_size)  DataError if N < one batch
+
+Formats: CSV/TSV (delimiter and encoding detected, header row required), Parquet, NPZ
+(`x`/`y` or `x_train`/`y_train`/`x_test`/`y_test`, read with allow_pickle=False) and a ZIP
+of PNG/JPEG images in one folder per class. The type is decided from the content and
+must agree with the extension. A source is a path or a `(file name, bytes)` upload; it is
+read into memory and nothing is written anywhere until `store` is called, so a failed
+upload cannot touch the workspace.
+
+Every problem a user can cause raises `dptune.errors.DataError` saying what is wrong and
+how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dptune.arrays import image_scale, read_npz
+from dptune.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
+from dptune.dataset import DEFAULT_WORKSPACE, Dataset
+from dptune.errors import DataError
+from dptune.images import read_image_zip
+from dptune.labels import MAX_CLASSES
+from dptune.prepare import DataReport, PreparedData, SplitOptions, prepare_arrays, prepare_table
+from dptune.sources import (
+    DEFAULT_LIMITS,
+    MAX_ARRAY_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_UPLOAD_BYTES,
+    MAX_ZIP_FILES,
+    MAX_ZIP_UNCOMPRESSED_BYTES,
+    Limits,
+    RawFile,
+    Source,
+    detect_format,
+    read_source,
+)
+from dptune.tabular import MAX_CATEGORIES, read_table, resolve_column
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "DEFAULT_BUILTIN",
+    "DEFAULT_LIMITS",
+    "DEFAULT_WORKSPACE",
+    "MAX_ARRAY_BYTES",
+    "MAX_CATEGORIES",
+    "MAX_CLASSES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_UPLOAD_BYTES",
+    "MAX_ZIP_FILES",
+    "MAX_ZIP_UNCOMPRESSED_BYTES",
+    "DataReport",
+    "Dataset",
+    "Limits",
+    "PreparedData",
+    "builtin_dataset",
+    "check_enough_examples",
+    "load_dataset",
+    "prepare_builtin",
+    "store",
+]
+
+
+def load_dataset(
+    source: Source,
+    *,
+    label_column: str | None = None,
+    sensitive_column: str | None = None,
+    sensitive_as_feature: bool = False,
+    drop_columns: tuple[str, ...] | list[str] = (),
+    test_source: Source | None = None,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    image_size: tuple[int, int] = (28, 28),
+    missing: str = "impute",
+    standardize: bool = True,
+    max_categories: int = MAX_CATEGORIES,
+    max_classes: int = MAX_CLASSES,
+    name: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> PreparedData:
+    """Read, validate and prepare a dataset file; returns the Dataset and a DataReport.
+
+    source: a path, or (file name, bytes) for an upload.
+    label_column (tables): the column holding each example's class; None picks a column
+        named label/target/class/y if there is exactly one. Ignored for NPZ and image ZIPs.
+    sensitive_column: tables: a column kept aside for fairness metrics (e.g. "sex"),
+        excluded from the features unless `sensitive_as_feature`; NPZ: the name of an array
+        (`<name>` or `<name>_train`/`<name>_test`). Missing values become "(missing)".
+    drop_columns (tables): columns not to use as features (identifiers, free text).
+    test_source: a second file of the same format and columns used as the validation
+        split instead of a random split (the same goes for an NPZ holding x_test/y_test).
+    validation_fraction, seed: the stratified split: every class puts round(fraction * n)
+        of its n examples in validation (at least one stays in training); same seed, same split.
+    image_size: (height, width) in pixels that every image of a ZIP is resized to.
+    missing (tables): "impute" fills missing features (numeric: training median;
+        categorical: training's most frequent value); "drop" drops rows with any missing
+        feature. Rows without a label are always dropped. Counts are in the report.
+    standardize (tables): scale numeric columns to mean 0, std 1 on the training rows.
+    max_categories: most distinct values of a non-numeric feature (one-hot encoded).
+    max_classes: most classes the label may have.
+    name: the dataset's name (default: the file name without extension).
+    limits: upload, ZIP and memory caps (see dptune.sources.Limits).
+
+    Every fitted value (medians, means, scales, category lists) comes from the training
+    rows only. Nothing is written to disk; call `store` to save the result.
+    """
+    raw = read_source(source, limits)
+    fmt = detect_format(raw)
+    test_raw = None
+    if test_source is not None:
+        test_raw = read_source(test_source, limits, what="test file")
+        test_fmt = detect_format(test_raw)
+        if test_fmt != fmt:
+            raise DataError(
+                f"the test file {test_raw.name!r} is {test_fmt} but the training file {raw.name!r} is {fmt}; "
+                "use the same format for both"
+            )
+    options = SplitOptions(validation_fraction=validation_fraction, seed=seed, max_classes=max_classes, limits=limits)
+    _check_split_options(validation_fraction, seed, has_test=test_raw is not None)
+    dataset_name = name or raw.stem
+    if fmt in ("csv", "parquet"):
+        return _load_table(
+            raw, test_raw, fmt, options,
+            name=dataset_name, label_column=label_column, sensitive_column=sensitive_column,
+            sensitive_as_feature=sensitive_as_feature, drop_columns=tuple(drop_columns),
+            missing=missing, standardize=standardize, max_categories=max_categories,
+        )  # fmt: skip
+    if fmt == "npz":
+        return _load_npz(
+            raw, test_raw, options, name=dataset_name, sensitive_column=sensitive_column,
+            missing=missing, standardize=standardize, max_categories=max_categories,
+        )  # fmt: skip
+    return _load_image_zip(raw, test_raw, options, name=dataset_name, image_size=image_size)
+
+
+def _check_split_options(validation_fraction: float, seed: int, *, has_test: bool) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r}")
+    if not has_test and not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
+        raise DataError(f"validation_fraction must be a number between 0 and 1 (exclusive), got {validation_fraction!r}")
+
+
+def _load_table(
+    raw: RawFile,
+    test_raw: RawFile | None,
+    fmt: str,
+    options: SplitOptions,
+    *,
+    name: str,
+    label_column: str | None,
+    sensitive_column: str | None,
+    sensitive_as_feature: bool,
+    drop_columns: tuple[str, ...],
+    missing: str,
+    standardize: bool,
+    max_categories: int,
+) -> PreparedData:
+    import pandas as pd
+
+    frame, notes = read_table(raw, fmt)
+    label = resolve_column(frame, label_column, role="label column", file_name=raw.name)
+    if label_column is None:
+        notes.append(f"used the column {label!r} as the label")
+    sensitive = None
+    if sensitive_column is not None:
+        sensitive = resolve_column(frame, sensitive_column, role="sensitive-attribute column", file_name=raw.name)
+        if sensitive == label:
+            raise DataError(f"the sensitive attribute and the label are the same column ({label!r}); pick two columns")
+    for column in drop_columns:
+        resolve_column(frame, column, role="column to drop", file_name=raw.name)
+    n_first = len(frame)
+    if test_raw is not None:
+        test_frame, _ = read_table(test_raw, fmt)
+        missing_columns = [c for c in frame.columns if c not in test_frame.columns and c not in drop_columns]
+        if missing_columns:
+            raise DataError(
+                f"the test file {test_raw.name!r} lacks the column(s) {', '.join(map(repr, missing_columns))} of "
+                f"{raw.name!r}; both files must have the same columns"
+            )
+        frame = pd.concat([frame, test_frame[list(frame.columns)]], ignore_index=True)
+    excluded = {label, *drop_columns}
+    if sensitive is not None and not sensitive_as_feature:
+        excluded.add(sensitive)
+    features = frame[[c for c in frame.columns if c not in excluded]]
+    return prepare_table(
+        features,
+        frame[label].to_numpy(),
+        name=name,
+        source_name=raw.name,
+        source_format=fmt,
+        n_first=n_first,
+        has_test=test_raw is not None,
+        options=options,
+        label_column=label,
+        sensitive=None if sensitive is None else frame[sensitive].to_numpy(),
+        sensitive_column=sensitive,
+        missing=missing,
+        standardize=standardize,
+        max_categories=max_categories,
+        notes=notes,
+    )
+
+
+def _load_npz(
+    raw: RawFile,
+    test_raw: RawFile | None,
+    options: SplitOptions,
+    *,
+    name: str,
+    sensitive_column: str | None,
+    missing: str,
+    standardize: bool,
+    max_categories: int,
+) -> PreparedData:
+    import pandas as pd
+
+    train, test, notes = read_npz(raw, limits=options.limits, sensitive_key=sensitive_column)
+    if test_raw is not None:
+        if test is not None:
+            raise DataError(f"{raw.name!r} already holds x_test/y_test; do not also give a test file")
+        test, _, _ = read_npz(test_raw, limits=options.limits, sensitive_key=sensitive_column)
+        if test.x.shape[1:] != train.x.shape[1:]:
+            raise DataError(
+                f"the test file's examples have shape {test.x.shape[1:]} but the training file's have shape "
+                f"{train.x.shape[1:]}; both must describe examples the same way"
+            )
+    parts = [train] if test is None else [train, test]
+    x = np.concatenate([p.x for p in parts]) if len(parts) > 1 else train.x
+    y = np.concatenate([p.y for p in parts]) if len(parts) > 1 else train.y
+    sensitive = None
+    if sensitive_column is not None:
+        sensitive = np.concatenate([np.asarray(p.sensitive).astype(str) for p in parts])
+    common = dict(
+        name=name, source_name=raw.name, source_format="npz", n_first=len(train.x),
+        has_test=test is not None, options=options, sensitive=sensitive,
+        sensitive_column=sensitive_column, notes=notes,
+    )  # fmt: skip
+    if x.ndim == 2:
+        columns = [f"x{i}" for i in range(x.shape[1])]
+        features = pd.DataFrame(x.astype(np.float64), columns=columns)
+        return prepare_table(
+            features, y, missing=missing, standardize=standardize, max_categories=max_categories, **common
+        )
+    images, note = image_scale(x, limits=options.limits, file_name=raw.name)
+    return prepare_arrays(images, y, **{**common, "notes": [*notes, note]})
+
+
+def _load_image_zip(
+    raw: RawFile, test_raw: RawFile | None, options: SplitOptions, *, name: str, image_size: tuple[int, int]
+) -> PreparedData:
+    x, labels, notes = read_image_zip(raw, image_size=image_size, limits=options.limits)
+    n_first = len(x)
+    if test_raw is not None:
+        test_x, test_labels, _ = read_image_zip(test_raw, image_size=image_size, limits=options.limits)
+        if test_x.shape[-1] != x.shape[-1]:
+            channels = 3
+            x, test_x = (a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1) for a in (x, test_x))
+            notes.append(f"the training and test images differ in colour; both used with {channels} channels")
+        x = np.concatenate([x, test_x])
+        labels = np.concatenate([labels, test_labels])
+    return prepare_arrays(
+        x, labels, name=name, source_name=raw.name, source_format="image_zip",
+        n_first=n_first, has_test=test_raw is not None, options=options, notes=notes,
+    )  # fmt: skip
+
+
+def store(dataset: Dataset, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
+    """Save the dataset once as `<workspace>/<fingerprint>.npz` and return the path.
+
+    Atomic (written to a temporary file, then renamed); a file already there with the same
+    fingerprint is kept untouched, and no other file of the workspace is ever changed.
+    """
+    return dataset.save(workspace)
+
+
+def check_enough_examples(dataset: Dataset, batch_size: int) -> None:
+    """DataError when the training split has fewer examples than one expected batch (N < B)."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise DataError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if dataset.n_train < batch_size:
+        raise DataError(
+            f"the dataset {dataset.name!r} has {dataset.n_train:,} training examples, fewer than one batch of "
+            f"{batch_size:,}; use a batch size of at most {dataset.n_train:,} (DP-SGD works best with many "
+            "batches per epoch), or more data"
+        )

@@ -1,0 +1,151 @@
+"""A ZIP of images in one folder per class -> an image array scaled to [0, 1].
+
+Accepted layout: `<class>/<image>` for every image, optionally inside one common top
+folder (`digits/<class>/<image>`, what zipping a folder gives). PNG or JPEG, grayscale
+or colour; all images are resized to one size (height, width). If every image is
+grayscale the result has one channel, otherwise three (RGB; alpha is dropped).
+Members are decoded in memory, never extracted to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from dptune.errors import DataError
+from dptune.sources import Limits, RawFile, human_bytes, open_zip, read_member
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_SIDE = 1024
+"""Largest height or width the images may be resized to."""
+IGNORED_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise DataError(f"image_size must be (height, width) in pixels, got {image_size!r}") from None
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise DataError(
+            f"image_size must be between 1 and {MAX_IMAGE_SIDE} pixels per side, got ({height}, {width})"
+        )
+    return height, width
+
+
+def read_image_zip(
+    raw: RawFile, *, image_size: tuple[int, int], limits: Limits
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode every image; returns (x float32 (n, h, w, c) in [0, 1], class folder names, notes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width = check_image_size(image_size)
+    archive = open_zip(raw, limits)
+    notes: list[str] = []
+    members = []
+    skipped = 0
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        path = PurePosixPath(info.filename.replace("\\", "/"))
+        if path.parts[0] == "__MACOSX" or path.name in IGNORED_NAMES or path.name.startswith("._"):
+            skipped += 1
+            continue
+        members.append((path, info))
+    if skipped:
+        notes.append(f"ignored {skipped} system file(s) (__MACOSX, .DS_Store, Thumbs.db)")
+    if not members:
+        raise DataError(f"the ZIP {raw.name!r} holds no images; put PNG or JPEG images in one folder per class")
+    members.sort(key=lambda item: str(item[0]))
+
+    parts = [path.parts for path, _ in members]
+    prefix = 0
+    while all(len(p) > prefix + 2 for p in parts) and len({p[prefix] for p in parts}) == 1:
+        prefix += 1
+    for path, _ in members:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(
+                f"{str(path)!r} in the ZIP {raw.name!r} is not a PNG or JPEG image; remove it (only images "
+                "in class folders are allowed)"
+            )
+    for (path, _), p in zip(members, parts):
+        if len(p) - prefix != 2:
+            where = "directly in the top of the archive" if len(p) - prefix < 2 else "in a nested folder"
+            raise DataError(
+                f"{str(path)!r} in {raw.name!r} is {where}; the ZIP must hold one folder per class with the "
+                "images directly inside (e.g. cat/001.png, dog/002.png)"
+            )
+    needed = len(members) * height * width * 3 * 4
+    if needed > limits.max_array_bytes:
+        raise DataError(
+            f"{len(members):,} images of {height}x{width} would need {human_bytes(needed)} of memory, over the limit "
+            f"of {human_bytes(limits.max_array_bytes)}; use a smaller image size or fewer images"
+        )
+
+    decoded = []
+    all_gray = True
+    for path, info in members:
+        data = read_member(archive, info, raw.name)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                if image.format not in ("PNG", "JPEG"):
+                    raise DataError(
+                        f"{str(path)!r} in {raw.name!r} is a {image.format} image; only PNG and JPEG are accepted"
+                    )
+                if image.width * image.height > limits.max_image_pixels:
+                    raise DataError(
+                        f"{str(path)!r} in {raw.name!r} is {image.width}x{image.height} pixels, over the limit of "
+                        f"{limits.max_image_pixels:,} pixels per image; shrink the images first"
+                    )
+                image.load()
+        except DataError:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+                Image.DecompressionBombError) as error:
+            raise DataError(
+                f"{str(path)!r} in the ZIP {raw.name!r} is not a readable image (corrupt or truncated: {error}); "
+                "replace or remove it"
+            ) from None
+        gray = image.mode in GRAYSCALE_MODES or (image.mode == "P" and _palette_is_gray(image))
+        all_gray &= gray
+        decoded.append((image, gray))
+
+    channels = 1 if all_gray else 3
+    x = np.empty((len(decoded), height, width, channels), dtype=np.float32)
+    resized = 0
+    for i, (image, _) in enumerate(decoded):
+        image = _to_mode(image, "L" if channels == 1 else "RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            resized += 1
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        x[i] = pixels.reshape(height, width, channels)
+    if resized:
+        notes.append(f"resized {resized} of {len(decoded)} images to {height}x{width} pixels")
+    notes.append(f"{'grayscale (1 channel)' if channels == 1 else 'colour (3 channels, RGB)'} images scaled to [0, 1]")
+    labels = np.array([p[prefix] for p in parts], dtype=str)
+    return x, labels, notes
+
+
+def _palette_is_gray(image) -> bool:
+    palette = image.getpalette() or []
+    triples = [palette[i : i + 3] for i in range(0, len(palette) - 2, 3)]
+    return all(r == g == b for r, g, b in triples)
+
+
+def _to_mode(image, mode: str):
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F") and mode == "L":
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        from PIL import Image
+
+        return Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA" if mode == "RGB" else "LA")
+    return image.convert(mode)
