@@ -253,7 +253,7 @@ def _load_npz(
             features, y, missing=missing, standardize=standardize, max_categories=max_categories, **common
         )
     images, note = image_scale(x, limits=options.limits, file_name=raw.name)
-    return prepare_arrays(images, y, **{**common, "notes": [*notes, note]})
+    return prepare_arrays(images, y, label_name="label array 'y'", **{**common, "notes": [*notes, note]})
 
 
 def _load_image_zip(
@@ -262,7 +262,9 @@ def _load_image_zip(
     x, labels, notes = read_image_zip(raw, image_size=image_size, limits=options.limits)
     n_first = len(x)
     if test_raw is not None:
-        test_x, test_labels, _ = read_image_zip(test_raw, image_size=image_size, limits=options.limits)
+        test_x, test_labels, _ = read_image_zip(
+            test_raw, image_size=image_size, limits=options.limits, require_classes=False
+        )
         if test_x.shape[-1] != x.shape[-1]:
             channels = 3
             x, test_x = (a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1) for a in (x, test_x))

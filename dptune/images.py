@@ -38,9 +38,11 @@ def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def read_image_zip(
-    raw: RawFile, *, image_size: tuple[int, int], limits: Limits
+    raw: RawFile, *, image_size: tuple[int, int], limits: Limits, require_classes: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode every image; returns (x float32 (n, h, w, c) in [0, 1], class folder names, notes)."""
+    """Decode every image; returns (x float32 (n, h, w, c) in [0, 1], class folder names, notes).
+
+    require_classes: refuse a ZIP with a single class folder (False for a test file)."""
     from PIL import Image, UnidentifiedImageError
 
     height, width = check_image_size(image_size)
@@ -79,6 +81,12 @@ def read_image_zip(
                 f"{str(path)!r} in {raw.name!r} is {where}; the ZIP must hold one folder per class with the "
                 "images directly inside (e.g. cat/001.png, dog/002.png)"
             )
+    labels = np.array([p[prefix] for p in parts], dtype=str)
+    if require_classes and len(set(labels.tolist())) < 2:
+        raise DataError(
+            f"the ZIP {raw.name!r} has only one class folder ({str(labels[0])!r}); a classifier needs at least two "
+            "classes: put each class's images in its own folder"
+        )
     needed = len(members) * height * width * 3 * 4
     if needed > limits.max_array_bytes:
         raise DataError(
@@ -108,8 +116,9 @@ def read_image_zip(
             raise
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
                 Image.DecompressionBombError) as error:
+            reason = "unrecognised or corrupt data" if isinstance(error, UnidentifiedImageError) else str(error)
             raise DataError(
-                f"{str(path)!r} in the ZIP {raw.name!r} is not a readable image (corrupt or truncated: {error}); "
+                f"{str(path)!r} in the ZIP {raw.name!r} is not a readable image (corrupt or truncated: {reason}); "
                 "replace or remove it"
             ) from None
         gray = image.mode in GRAYSCALE_MODES or (image.mode == "P" and _palette_is_gray(image))
@@ -129,7 +138,6 @@ def read_image_zip(
     if resized:
         notes.append(f"resized {resized} of {len(decoded)} images to {height}x{width} pixels")
     notes.append(f"{'grayscale (1 channel)' if channels == 1 else 'colour (3 channels, RGB)'} images scaled to [0, 1]")
-    labels = np.array([p[prefix] for p in parts], dtype=str)
     return x, labels, notes
 
 

@@ -264,6 +264,7 @@ def prepare_arrays(
     sensitive: np.ndarray | None = None,
     sensitive_column: str | None = None,
     class_names: tuple[str, ...] | None = None,
+    label_name: str = "label",
     notes: list[str] | tuple[str, ...] = (),
 ) -> PreparedData:
     """Split arrays that need no fitted transform (scaled images, generated data); `n_first` rows are the training file."""
@@ -271,7 +272,7 @@ def prepare_arrays(
         codes = np.asarray(labels, dtype=np.int32)
         classes = tuple(class_names)
     else:
-        codes, classes = _labels(np.asarray(labels), n_first, has_test, "label", options, "the test data")
+        codes, classes = _labels(np.asarray(labels), n_first, has_test, label_name, options, "the test data")
     train, val, how = _split(codes, n_first, has_test, options)
     sensitive = _sensitive(sensitive)
     dataset = Dataset(

@@ -91,15 +91,15 @@ def _read_csv(raw: RawFile, text: str, delimiter: str) -> pd.DataFrame:
     header = next(csv.reader([first], delimiter=delimiter), [])
     if not header:
         raise DataError(f"{raw.name!r} holds no data (only blank lines); upload a table with a header row")
-    names = [cell.strip() for cell in header]
-    duplicates = sorted({name for name in names if name and names.count(name) > 1})
-    if duplicates:
-        raise DataError(f"{raw.name!r} has more than one column named {duplicates[0]!r}; column names must be unique")
     if all(_is_number(cell) for cell in header):
         raise DataError(
             f"{raw.name!r} has no header row: its first line ({first[:60]!r}) holds numbers, not column names; "
             "add a first line that names every column (e.g. 'pixel0,pixel1,...,label')"
         )
+    names = [cell.strip() for cell in header]
+    duplicates = sorted({name for name in names if name and names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"{raw.name!r} has more than one column named {duplicates[0]!r}; column names must be unique")
     try:
         return pd.read_csv(
             io.StringIO(text), sep=delimiter, na_values=MISSING_TOKENS, skipinitialspace=True, skip_blank_lines=True
@@ -172,12 +172,12 @@ def resolve_column(frame: pd.DataFrame, column: str | None, *, role: str, file_n
         return column
     close = difflib.get_close_matches(column, columns, n=1, cutoff=0.6)
     close += [c for c in columns if c.lower() == column.strip().lower() and c not in close]
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
     header_hint = ""
     if sum(_is_number(c) for c in columns) > len(columns) / 2:
         header_hint = " (most column names are numbers: does the file lack a header row?)"
     raise DataError(
-        f"the {role} {column!r} is not a column of {file_name!r}{hint} Its columns are: {_list(columns)}{header_hint}"
+        f"the {role} {column!r} is not a column of {file_name!r}{hint} its columns are: {_list(columns)}{header_hint}"
     )
 
 
