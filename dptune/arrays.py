@@ -30,7 +30,8 @@ def read_npz(
     raw: RawFile, *, limits: Limits, sensitive_key: str | None = None
 ) -> tuple[ArrayPart, ArrayPart | None, list[str]]:
     """Read and check an NPZ; returns (train-or-all part, test part or None, notes)."""
-    open_zip(raw, limits).close()  # size, count and path checks before numpy reads anything
+    with open_zip(raw, limits) as archive:  # size, count and path checks before numpy reads anything
+        _check_headers(archive, raw.name)
     notes: list[str] = []
     try:
         with np.load(io.BytesIO(raw.content), allow_pickle=False) as stored:
@@ -64,6 +65,37 @@ def read_npz(
     if ignored:
         notes.append(f"ignored the arrays {', '.join(ignored)}")
     return train, test, notes
+
+
+def _check_headers(archive: zipfile.ZipFile, file_name: str) -> None:
+    """Refuse object arrays and arrays whose header claims more data than the member holds.
+
+    numpy allocates an array from its header's shape before reading the data, so a forged
+    header could otherwise ask for any amount of memory.
+    """
+    from numpy.lib import format as npy_format
+
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        key = info.filename.removesuffix(".npy")
+        try:
+            with archive.open(info) as handle:
+                version = npy_format.read_magic(handle)
+                read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+                shape, _, dtype = read_header(handle)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError) as error:
+            raise DataError(f"the array {key!r} in {file_name!r} is corrupt ({error}); save it again with np.savez") from None
+        if dtype.hasobject:
+            raise DataError(
+                f"the array {key!r} in {file_name!r} holds Python objects, which could only be loaded by unpickling "
+                "(unsafe, refused); save plain numeric arrays (labels as integers or strings) with np.savez"
+            )
+        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+            raise DataError(
+                f"the array {key!r} in {file_name!r} declares shape {shape} but holds less data; the file is corrupt: "
+                "save it again with np.savez"
+            )
 
 
 def _get(stored, key: str, file_name: str) -> np.ndarray:

@@ -168,7 +168,7 @@ def _load_table(
 ) -> PreparedData:
     import pandas as pd
 
-    frame, notes = read_table(raw, fmt)
+    frame, notes = read_table(raw, fmt, options.limits)
     label = resolve_column(frame, label_column, role="label column", file_name=raw.name)
     if label_column is None:
         notes.append(f"used the column {label!r} as the label")
@@ -181,7 +181,7 @@ def _load_table(
         resolve_column(frame, column, role="column to drop", file_name=raw.name)
     n_first = len(frame)
     if test_raw is not None:
-        test_frame, _ = read_table(test_raw, fmt)
+        test_frame, _ = read_table(test_raw, fmt, options.limits)
         missing_columns = [c for c in frame.columns if c not in test_frame.columns and c not in drop_columns]
         if missing_columns:
             raise DataError(

@@ -43,7 +43,7 @@ def read_image_zip(
     """Decode every image; returns (x float32 (n, h, w, c) in [0, 1], class folder names, notes).
 
     require_classes: refuse a ZIP with a single class folder (False for a test file)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     height, width = check_image_size(image_size)
     archive = open_zip(raw, limits)
@@ -87,58 +87,62 @@ def read_image_zip(
             f"the ZIP {raw.name!r} has only one class folder ({str(labels[0])!r}); a classifier needs at least two "
             "classes: put each class's images in its own folder"
         )
-    needed = len(members) * height * width * 3 * 4
+    needed = len(members) * height * width * (3 + 3 * 4)  # uint8 RGB while decoding, float32 result
     if needed > limits.max_array_bytes:
         raise DataError(
             f"{len(members):,} images of {height}x{width} would need {human_bytes(needed)} of memory, over the limit "
             f"of {human_bytes(limits.max_array_bytes)}; use a smaller image size or fewer images"
         )
 
-    decoded = []
+    # One pass, one decoded image in memory at a time: each is resized and kept as uint8 RGB
+    # (grayscale replicated), and the channel count is decided at the end.
+    pixels = np.empty((len(members), height, width, 3), dtype=np.uint8)
     all_gray = True
-    for path, info in members:
-        data = read_member(archive, info, raw.name)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
-                if image.format not in ("PNG", "JPEG"):
-                    raise DataError(
-                        f"{str(path)!r} in {raw.name!r} is a {image.format} image; only PNG and JPEG are accepted"
-                    )
-                if image.width * image.height > limits.max_image_pixels:
-                    raise DataError(
-                        f"{str(path)!r} in {raw.name!r} is {image.width}x{image.height} pixels, over the limit of "
-                        f"{limits.max_image_pixels:,} pixels per image; shrink the images first"
-                    )
-                image.load()
-        except DataError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-                Image.DecompressionBombError) as error:
-            reason = "unrecognised or corrupt data" if isinstance(error, UnidentifiedImageError) else str(error)
-            raise DataError(
-                f"{str(path)!r} in the ZIP {raw.name!r} is not a readable image (corrupt or truncated: {reason}); "
-                "replace or remove it"
-            ) from None
+    resized = 0
+    for i, (path, info) in enumerate(members):
+        image = _decode(read_member(archive, info, raw.name), str(path), raw.name, limits)
         gray = image.mode in GRAYSCALE_MODES or (image.mode == "P" and _palette_is_gray(image))
         all_gray &= gray
-        decoded.append((image, gray))
-
-    channels = 1 if all_gray else 3
-    x = np.empty((len(decoded), height, width, channels), dtype=np.float32)
-    resized = 0
-    for i, (image, _) in enumerate(decoded):
-        image = _to_mode(image, "L" if channels == 1 else "RGB")
+        image = _to_mode(image, "L" if gray else "RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
             resized += 1
-        pixels = np.asarray(image, dtype=np.float32) / 255.0
-        x[i] = pixels.reshape(height, width, channels)
+        array = np.asarray(image, dtype=np.uint8)
+        pixels[i] = array[..., np.newaxis] if gray else array
+    channels = 1 if all_gray else 3
+    x = pixels[..., :channels].astype(np.float32) / np.float32(255.0)
     if resized:
-        notes.append(f"resized {resized} of {len(decoded)} images to {height}x{width} pixels")
+        notes.append(f"resized {resized} of {len(members)} images to {height}x{width} pixels")
     notes.append(f"{'grayscale (1 channel)' if channels == 1 else 'colour (3 channels, RGB)'} images scaled to [0, 1]")
     return x, labels, notes
+
+
+def _decode(data: bytes, path: str, archive_name: str, limits: Limits):
+    """Decode one PNG/JPEG (upright per its EXIF orientation); DataError naming the file if it cannot be."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ("PNG", "JPEG"):
+                raise DataError(f"{path!r} in {archive_name!r} is a {image.format} image; only PNG and JPEG are accepted")
+            if image.width * image.height > limits.max_image_pixels:
+                raise DataError(
+                    f"{path!r} in {archive_name!r} is {image.width}x{image.height} pixels, over the limit of "
+                    f"{limits.max_image_pixels:,} pixels per image; shrink the images first"
+                )
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as error:
+        reason = "unrecognised or corrupt data" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise DataError(
+            f"{path!r} in the ZIP {archive_name!r} is not a readable image (corrupt or truncated: {reason}); "
+            "replace or remove it"
+        ) from None
 
 
 def _palette_is_gray(image) -> bool:

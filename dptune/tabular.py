@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dptune.errors import DataError
-from dptune.sources import RawFile
+from dptune.sources import DEFAULT_LIMITS, Limits, RawFile, human_bytes
 
 MAX_CATEGORIES = 100
 """Most distinct values a non-numeric feature column may have (it is one-hot encoded)."""
@@ -31,11 +31,14 @@ MISSING_TOKENS = ["?"]
 # --------------------------------------------------------------------------- reading
 
 
-def read_table(raw: RawFile, fmt: str) -> tuple[pd.DataFrame, list[str]]:
-    """Read a CSV/TSV (fmt "csv") or Parquet file into a DataFrame; returns (frame, notes)."""
+def read_table(raw: RawFile, fmt: str, limits: Limits = DEFAULT_LIMITS) -> tuple[pd.DataFrame, list[str]]:
+    """Read a CSV/TSV (fmt "csv") or Parquet file into a DataFrame; returns (frame, notes).
+
+    Semicolon-delimited text is read with decimal commas ("1,5"); numbers with a dot still parse.
+    """
     notes: list[str] = []
     if fmt == "parquet":
-        frame = _read_parquet(raw)
+        frame = _read_parquet(raw, limits)
     else:
         text, encoding = decode_text(raw)
         delimiter = sniff_delimiter(text, raw.extension)
@@ -102,7 +105,12 @@ def _read_csv(raw: RawFile, text: str, delimiter: str) -> pd.DataFrame:
         raise DataError(f"{raw.name!r} has more than one column named {duplicates[0]!r}; column names must be unique")
     try:
         return pd.read_csv(
-            io.StringIO(text), sep=delimiter, na_values=MISSING_TOKENS, skipinitialspace=True, skip_blank_lines=True
+            io.StringIO(text),
+            sep=delimiter,
+            decimal="," if delimiter == ";" else ".",  # semicolon files use decimal commas (European locale)
+            na_values=MISSING_TOKENS,
+            skipinitialspace=True,
+            skip_blank_lines=True,
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"{raw.name!r} holds no data; upload a table with a header row and rows of examples") from None
@@ -113,10 +121,22 @@ def _read_csv(raw: RawFile, text: str, delimiter: str) -> pd.DataFrame:
         ) from None
 
 
-def _read_parquet(raw: RawFile) -> pd.DataFrame:
+def _read_parquet(raw: RawFile, limits: Limits) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(io.BytesIO(raw.content)).metadata
+        size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    except Exception as error:  # pyarrow raises many types for corrupt input
+        raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: {error}); re-export it") from None
+    if size > limits.max_array_bytes:
+        raise DataError(
+            f"{raw.name!r} expands to {human_bytes(size)} when decompressed, over the limit of "
+            f"{human_bytes(limits.max_array_bytes)}; use fewer rows or columns"
+        )
     try:
         return pd.read_parquet(io.BytesIO(raw.content), engine="pyarrow")
-    except Exception as error:  # pyarrow raises many types for corrupt input
+    except Exception as error:
         raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: {error}); re-export it") from None
 
 

@@ -146,6 +146,17 @@ def test_npz_with_pickled_objects(tmp_path):
     assert "refused" in str(error)
 
 
+def test_npz_with_a_forged_array_header(tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(4))
+    original = buffer.getvalue()
+    huge = b"(4000000000000,)"  # 32 TB of float64: same header length, the padding absorbs it
+    forged = original.replace(b"(4,), }" + b" " * (len(huge) - 4), b"(4000000000000,), }")
+    assert len(forged) == len(original) and forged != original
+    path = zip_of(tmp_path / "f.npz", {"x.npy": forged, "y.npy": _npy_bytes()})
+    fails("'x' in 'f.npz' declares shape \\(4000000000000,\\) but holds less data", path)
+
+
 def test_npz_wrong_keys_and_types(tmp_path):
     np.savez(tmp_path / "k.npz", features=np.zeros((4, 2)), labels=np.arange(4))
     fails(r"holds the arrays \['features', 'labels'\]; dptune needs 'x' and 'y'", tmp_path / "k.npz")
@@ -262,10 +273,12 @@ def _fake_xlsx() -> bytes:
     return buffer.getvalue()
 
 
-def test_corrupt_parquet(tmp_path):
+def test_corrupt_or_oversized_parquet(tmp_path):
     path = write_parquet(cancer_frame(), tmp_path / "c.parquet")
     (tmp_path / "broken.parquet").write_bytes(path.read_bytes()[:2000])
     fails("is not a readable Parquet file", tmp_path / "broken.parquet", label_column="diagnosis")
+    fails("expands to .* when decompressed, over the limit", path, label_column="diagnosis",
+          limits=Limits(max_array_bytes=10_000))  # fmt: skip
 
 
 def test_fewer_examples_than_one_batch():

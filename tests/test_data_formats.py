@@ -154,11 +154,12 @@ def test_image_zip_colour_jpeg_and_no_top_folder(tmp_path):
 
 def test_csv_semicolon_cp1252_with_categories_and_missing(tmp_path):
     text = "Größe;Farbe;Klasse\n1,5;rot;ja\n2,5;grün;nein\n;blau;ja\n4;rot;nein\n5;grün;ja\n6;rot;nein\n7;blau;ja\n8;?;nein\n"
-    text = text.replace("1,5", "1.5").replace("2,5", "2.5")
     path = tmp_path / "farben.csv"
     path.write_bytes(text.encode("cp1252"))
-    prepared = load_dataset(path, label_column="Klasse", validation_fraction=0.25)
+    prepared = load_dataset(path, label_column="Klasse", validation_fraction=0.25, standardize=False)
     data = prepared.dataset
+    sizes = np.concatenate([data.x_train[:, 0], data.x_val[:, 0]])
+    assert 1.5 in sizes and 2.5 in sizes  # decimal commas of a semicolon file
     assert data.feature_names == ("Größe", "Farbe=blau", "Farbe=grün", "Farbe=rot")
     assert prepared.report.categorical_columns == {"Farbe": 3}
     assert prepared.report.missing_values == {"Größe": 1, "Farbe": 1}
