@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from typing import Any, Callable, Sequence
@@ -78,6 +79,10 @@ def _json_number(value: Any) -> Any:
 def _run_epsilon(args: argparse.Namespace) -> int:
     from dptune import privacy
     from dptune.errors import PrivacyError
+
+    # dp_accounting logs (via absl) when it skips an RDP order whose series does not
+    # converge; the result stays a valid bound, so keep such notices out of the output.
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
     microbatches = args.microbatches
     if microbatches is not None and not 1 <= microbatches <= args.batch_size:
@@ -153,12 +158,95 @@ def _epsilon_statement(report: Any, microbatches: int | None, delta_is_default: 
 
 
 # --------------------------------------------------------------------------------------------
+# dptune tune / worker / export / train (the search; arguments and handlers in
+# dptune.tune_commands and dptune.worker)
+# --------------------------------------------------------------------------------------------
+
+
+def _add_tune_parser(subparsers: argparse._SubParsersAction) -> None:
+    from dptune.tune_commands import add_tune_arguments
+
+    parser = subparsers.add_parser(
+        "tune",
+        help="run a search headless (recipe, budgeted or pareto) from a search YAML",
+        description="Create (or resume) an Optuna study from a search YAML and run its trials, with a progress bar.",
+    )
+    add_tune_arguments(parser)
+    parser.set_defaults(handler=_run_tune)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from dptune.tune_commands import handle_tune
+
+    return handle_tune(args)
+
+
+def _add_worker_parser(subparsers: argparse._SubParsersAction) -> None:
+    from dptune.tune_commands import add_worker_arguments
+
+    parser = subparsers.add_parser(
+        "worker",
+        help="run queued trials of a study (start several, on one or many machines)",
+        description="Take trials from a study's queue until none is left; heartbeats let a killed worker's "
+        "trial be failed and re-queued.",
+    )
+    add_worker_arguments(parser)
+    parser.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from dptune.tune_commands import handle_worker
+
+    return handle_worker(args)
+
+
+def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    from dptune.tune_commands import add_export_arguments
+
+    parser = subparsers.add_parser(
+        "export",
+        help="write a trial (default: the best within the target epsilon) as run YAML",
+        description="Export a trial's config, epsilon, metrics and the search's cost as YAML for `dptune train`.",
+    )
+    add_export_arguments(parser)
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from dptune.tune_commands import handle_export
+
+    return handle_export(args)
+
+
+def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    from dptune.tune_commands import add_train_arguments
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train the run a YAML describes; print its metrics and epsilon",
+        description="Reproduce an exported run: same data (by fingerprint), model, config and seed; same epsilon.",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from dptune.tune_commands import handle_train
+
+    return handle_train(args)
+
+
+# --------------------------------------------------------------------------------------------
 # The parser and main()
 # --------------------------------------------------------------------------------------------
 
 # One adder per subcommand; `tune`, `worker`, `export`, `train` are added here the same way.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_epsilon_parser,
+    _add_tune_parser,
+    _add_worker_parser,
+    _add_export_parser,
+    _add_train_parser,
 ]
 
 
