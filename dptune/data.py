@@ -6,6 +6,7 @@ Public API:
     prepare_builtin(name, ...) -> PreparedData  the same with its report
     store(dataset, workspace) -> Path           save once as <workspace>/<fingerprint>.npz
     check_enough_examples(dataset, batch_size)  DataError if N < one batch
+    describe_upload(source) -> UploadSummary    columns / arrays / class folders, to pick the label
 
 Formats: CSV/TSV (delimiter and encoding detected, header row required), Parquet, NPZ
 (`x`/`y` or `x_train`/`y_train`/`x_test`/`y_test`, read with allow_pickle=False) and a ZIP
@@ -21,7 +22,8 @@ how to fix it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from dptune.arrays import image_scale, read_npz
 from dptune.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
 from dptune.dataset import DEFAULT_WORKSPACE, Dataset
 from dptune.errors import DataError
-from dptune.images import read_image_zip
+from dptune.images import IMAGE_EXTENSIONS, read_image_zip
 from dptune.labels import MAX_CLASSES
 from dptune.prepare import DataReport, PreparedData, SplitOptions, prepare_arrays, prepare_table
 from dptune.sources import (
@@ -43,9 +45,10 @@ from dptune.sources import (
     RawFile,
     Source,
     detect_format,
+    open_zip,
     read_source,
 )
-from dptune.tabular import MAX_CATEGORIES, read_table, resolve_column
+from dptune.tabular import LABEL_GUESSES, MAX_CATEGORIES, read_table, resolve_column
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -63,8 +66,10 @@ __all__ = [
     "Dataset",
     "Limits",
     "PreparedData",
+    "UploadSummary",
     "builtin_dataset",
     "check_enough_examples",
+    "describe_upload",
     "load_dataset",
     "prepare_builtin",
     "store",
@@ -275,6 +280,52 @@ def _load_image_zip(
         x, labels, name=name, source_name=raw.name, source_format="image_zip",
         n_first=n_first, has_test=test_raw is not None, options=options, notes=notes,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class UploadSummary:
+    """What an uploaded file holds, before any preparation (for choosing the label in a UI).
+
+    format: "csv", "parquet", "npz" or "image_zip". columns / suggested_label / preview
+    (first rows, a DataFrame): tables only. arrays: NPZ array name -> shape. classes:
+    image ZIP class folder -> number of files.
+    """
+
+    name: str
+    format: str
+    n_rows: int | None = None
+    columns: tuple[str, ...] = ()
+    suggested_label: str | None = None
+    preview: object = None
+    arrays: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+
+
+def describe_upload(source: Source, *, limits: Limits = DEFAULT_LIMITS, preview_rows: int = 5) -> UploadSummary:
+    """Read an upload just enough to show it: DataError if it is unreadable or not a data format.
+
+    Nothing is fitted or stored; `load_dataset` does the full validation.
+    """
+    raw = read_source(source, limits)
+    fmt = detect_format(raw)
+    if fmt in ("csv", "parquet"):
+        frame, _ = read_table(raw, fmt, limits)
+        guesses = [c for c in frame.columns if c.lower() in LABEL_GUESSES]
+        return UploadSummary(
+            name=raw.name, format=fmt, n_rows=len(frame), columns=tuple(frame.columns),
+            suggested_label=guesses[0] if len(guesses) == 1 else None, preview=frame.head(preview_rows),
+        )  # fmt: skip
+    with open_zip(raw, limits) as archive:
+        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    if fmt == "npz":
+        train, test, _ = read_npz(raw, limits=limits)
+        arrays = {"x": train.x.shape, "y": train.y.shape} if test is None else {
+            "x_train": train.x.shape, "y_train": train.y.shape, "x_test": test.x.shape, "y_test": test.y.shape}
+        return UploadSummary(name=raw.name, format=fmt, n_rows=len(train.x), arrays=arrays)
+    images = [PurePosixPath(n) for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
+    folders = [path.parent.name for path in images if not str(path).startswith("__MACOSX/")]
+    counts = {folder: folders.count(folder) for folder in sorted(set(folders)) if folder}
+    return UploadSummary(name=raw.name, format=fmt, n_rows=len(folders), classes=counts)
 
 
 def store(dataset: Dataset, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:

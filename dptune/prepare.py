@@ -136,9 +136,16 @@ def _sensitive(values: np.ndarray | None) -> np.ndarray | None:
         return None
     values = np.asarray(values, dtype=object)
     missing = is_missing(values)
-    out = np.array([str(v).strip() for v in values], dtype=str) if len(values) else np.array([], dtype=str)
+    out = np.array([_group_name(v) for v in values], dtype=str) if len(values) else np.array([], dtype=str)
     out[missing] = MISSING_GROUP
     return out
+
+
+def _group_name(value) -> str:
+    """A sensitive group's name: 1.0 (an int column with gaps, read as float) is "1"."""
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def prepare_table(

@@ -212,3 +212,18 @@ def test_numeric_labels_as_classes(tmp_path, labels):
     np.savez(path, x=np.arange(40, dtype=np.float32).reshape(40, 1), y=labels)
     data = load_dataset(path).dataset
     assert data.num_classes == 2
+
+
+def test_describe_upload_for_each_format(tmp_path):
+    from dptune.data import describe_upload
+
+    table = describe_upload(("cancer.csv", cancer_frame().to_csv(index=False).encode()))
+    assert table.format == "csv" and table.n_rows == 569 and "diagnosis" in table.columns
+    assert table.suggested_label is None and len(table.preview) == 5
+    digits = describe_upload(write_parquet(digits_frame(), tmp_path / "d.parquet"))
+    assert digits.suggested_label == "label" and digits.format == "parquet"
+    images, labels = digits_images()
+    np.savez(tmp_path / "d.npz", x=images, y=labels)
+    assert describe_upload(tmp_path / "d.npz").arrays == {"x": (1797, 8, 8), "y": (1797,)}
+    folders = describe_upload(write_digits_zip(tmp_path / "d.zip", per_class=3))
+    assert folders.format == "image_zip" and folders.classes == {str(d): 3 for d in range(10)}
