@@ -1,0 +1,82 @@
+"""Which examples each DP-SGD step sees, as fixed-size chunks (static shapes, no drops).
+
+`poisson`: every example joins a step independently with probability q = B/N (the
+Poisson subsampling the accountant assumes). The count is Binomial(N, q) and, given the
+count, the subset is uniform, which is the same distribution. Each chunk has a fixed
+number of rows; unused rows are padding (mask 0). A step whose sample overflows one chunk
+is split over several chunks, so no sampled example is ever dropped.
+`shuffle`: fixed batches of exactly B from a stream of per-epoch permutations, as
+TF Privacy does; microbatch j holds consecutive positions, as TF Privacy's reshape does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows of one step: example indices, mask (1 = sampled, 0 = padding), microbatch ids."""
+
+    indices: np.ndarray  # int32 [rows]
+    mask: np.ndarray  # float32 [rows]
+    microbatch: np.ndarray  # int32 [rows], in [0, m)
+
+
+def poisson_chunk_rows(n: int, batch_size: int, headroom_sd: float = 3.0) -> int:
+    """Rows per chunk: B plus `headroom_sd` standard deviations of the Binomial count, so that
+    about 0.1% of steps (headroom 3) need a second chunk; a multiple of 8, at most N."""
+    q = batch_size / n
+    rows = math.ceil(batch_size + headroom_sd * math.sqrt(n * q * (1 - q)))
+    return min(n, 8 * math.ceil(rows / 8))
+
+
+class PoissonSampler:
+    def __init__(self, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator,
+                 chunk_rows: int | None = None):
+        self.n, self.q, self.num_microbatches, self.rng = n, batch_size / n, num_microbatches, rng
+        self.chunk_rows = chunk_rows or poisson_chunk_rows(n, batch_size)
+
+    def next_step(self) -> list[Chunk]:
+        count = self.rng.binomial(self.n, self.q)
+        indices = self.rng.choice(self.n, size=count, replace=False).astype(np.int32)
+        microbatch = self.rng.integers(0, self.num_microbatches, size=count, dtype=np.int32)
+        return _into_chunks(indices, microbatch, self.chunk_rows)
+
+
+class ShuffleSampler:
+    def __init__(self, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator):
+        self.n, self.batch_size, self.rng = n, batch_size, rng
+        self.chunk_rows = batch_size
+        self._microbatch = (np.arange(batch_size) // (batch_size // num_microbatches)).astype(np.int32)
+        self._order = np.empty(0, dtype=np.int32)
+
+    def next_step(self) -> list[Chunk]:
+        while len(self._order) < self.batch_size:
+            self._order = np.concatenate([self._order, self.rng.permutation(self.n).astype(np.int32)])
+        indices, self._order = self._order[: self.batch_size], self._order[self.batch_size :]
+        return _into_chunks(indices, self._microbatch, self.chunk_rows)
+
+
+def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int) -> list[Chunk]:
+    chunks = []
+    for start in range(0, max(len(indices), 1), rows):
+        part = indices[start : start + rows]
+        pad = rows - len(part)
+        chunks.append(
+            Chunk(
+                indices=np.pad(part, (0, pad)).astype(np.int32),
+                mask=np.pad(np.ones(len(part), np.float32), (0, pad)),
+                microbatch=np.pad(microbatch[start : start + rows], (0, pad)).astype(np.int32),
+            )
+        )
+    return chunks
+
+
+def make_sampler(sampling: str, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator):
+    if sampling == "poisson":
+        return PoissonSampler(n, batch_size, num_microbatches, rng)
+    return ShuffleSampler(n, batch_size, num_microbatches, rng)
