@@ -97,9 +97,9 @@ def device_name() -> str:
 
 
 def default_jit_compile() -> bool:
-    """XLA on GPUs (where it fuses the per-example work); off on CPUs, where it is slower
-    (benchmarks/bench_dpsgd.py measures both)."""
-    return bool(tf.config.list_physical_devices("GPU"))
+    """XLA is off by default: on this project's CPUs it made the DP step 3-500x slower
+    (benchmarks/bench_dpsgd.py measures both settings; pass jit_compile=True to try it)."""
+    return False
 
 
 def make_optimizer(config: DPSGDConfig) -> keras.optimizers.Optimizer:
@@ -152,12 +152,17 @@ class DPSGDStep:
         sums = [tf.math.unsorted_segment_sum(g, microbatch, m) for g in grads.per_example()]
         return sums, counts, grads.loss_sum
 
-    def _clip_microbatches(self, sums, counts):
-        """Σ_j min(1, C/‖g_j‖) g_j with g_j = sums_j / counts_j (0 for empty microbatches)."""
+    def microbatch_clip_weights(self, sums, counts):
+        """c_j / n_j with c_j = min(1, C/‖g_j‖), g_j = sums_j / n_j (0 for empty microbatches),
+        so that the clipped terms are c_j g_j = weights_j · sums_j."""
         inverse_counts = tf.math.divide_no_nan(1.0, counts)
         squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(s), [tf.shape(s)[0], -1]), 1) for s in sums])
         squared = squared * tf.square(inverse_counts)
-        weights = clip_weights(squared, self.config.l2_norm_clip, tf.ones_like(counts)) * inverse_counts
+        return clip_weights(squared, self.config.l2_norm_clip, tf.ones_like(counts)) * inverse_counts
+
+    def _clip_microbatches(self, sums, counts):
+        """Σ_j min(1, C/‖g_j‖) g_j."""
+        weights = self.microbatch_clip_weights(sums, counts)
         return [tf.tensordot(weights, s, axes=1) for s in sums]
 
     def _noise_and_apply(self, statistics_, step):
