@@ -1,0 +1,172 @@
+"""The live view of a study: polled from the storage with `st.fragment(run_every=...)`.
+
+Nothing here trains: trials run in worker processes; this reads what they write after
+every epoch (history, ε so far) and shows it. While trials run or wait, the fragment
+reruns every `POLL_SECONDS`; when the study goes quiet it triggers one full rerun (so the
+other parts of the page pick up the final results) and stops polling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dptune import plots
+from dptune.ui import core
+from dptune.ui.workers import live_workers
+
+STATE_LABELS = {
+    "COMPLETE": "finished",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "queued",
+}
+
+
+def _fmt(value: Any, pattern: str = "{:.4g}") -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return pattern.format(number) if math.isfinite(number) else "–"
+
+
+def study_is_active(name: str) -> bool:
+    """True while the study has running or queued trials and some worker of ours is alive,
+    or trials are running (possibly on another machine)."""
+    study = core.load_study(name)
+    counts = core.state_counts(study)
+    if counts.get("RUNNING", 0):
+        return True
+    return bool(counts.get("WAITING", 0)) and bool(live_workers(core.workspace(), name))
+
+
+def _reason(row: pd.Series, trial: Any) -> str:
+    state = plots.normalize_state(row["state"])
+    attrs = trial.user_attrs if trial is not None else {}
+    if state == "FAIL":
+        return str(row.get("fail_reason") or attrs.get("fail_reason") or "failed (no reason recorded; see the worker log)")
+    if state == "PRUNED":
+        return str(attrs.get("prune_reason") or "pruned: its validation accuracy was below what the pruner keeps")
+    if state == "COMPLETE":
+        return "stopped early" if attrs.get("stopped_early") else ""
+    return ""
+
+
+def status_table(snapshot: core.StudySnapshot, *, limit: int | None = 200) -> pd.DataFrame:
+    """Finished, pruned and failed trials with their numbers and the reason, newest first."""
+    frame = snapshot.frame
+    by_number = {t.number: t for t in snapshot.trials}
+    done = frame[frame["state"].map(plots.normalize_state).isin(["COMPLETE", "PRUNED", "FAIL"])]
+    done = done.sort_values("number", ascending=False)
+    if limit is not None:
+        done = done.head(limit)
+    rows = []
+    for _, row in done.iterrows():
+        state = plots.normalize_state(row["state"])
+        rows.append(
+            {
+                "trial": int(row["number"]),
+                "status": STATE_LABELS.get(state, state.lower()),
+                "val accuracy": row.get("val_accuracy"),
+                "ε": row.get("epsilon"),
+                "C": row.get("l2_norm_clip"),
+                "σ": row.get("noise_multiplier"),
+                "m": row.get("num_microbatches"),
+                "lr": row.get("learning_rate"),
+                "B": row.get("batch_size"),
+                "epochs": f"{int(row.get('epochs_done') or 0)}/{_fmt(row.get('epochs'), '{:g}')}",
+                "reason": _reason(row, by_number.get(int(row["number"]))),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -> None:
+    """One running trial: a progress bar over its epochs and its accuracy and ε curves."""
+    attrs = trial.user_attrs
+    history = list(attrs.get("history") or [])
+    total = float(attrs.get("total_epochs") or (attrs.get("config") or {}).get("epochs") or 0)
+    done = len(history)
+    fraction = min(1.0, done / total) if total else 0.0
+    config = attrs.get("config") or {}
+    last = history[-1] if history else {}
+    text = (
+        f"trial {trial.number} · epoch {done}/{_fmt(total, '{:g}')} · val acc {_fmt(last.get('val_accuracy'))} · "
+        f"ε so far {_fmt(last.get('epsilon'), '{:.3g}')} of {_fmt(attrs.get('epsilon_planned'), '{:.3g}')} planned · "
+        f"C={_fmt(config.get('l2_norm_clip'), '{:.3g}')} σ={_fmt(config.get('noise_multiplier'), '{:.3g}')} "
+        f"m={config.get('num_microbatches', '–')} B={config.get('batch_size', '–')}"
+    )
+    if not config:
+        text = f"trial {trial.number} · starting (choosing its configuration, compiling the model)…"
+    st.progress(fraction, text=text)
+    if history:
+        figure = plots.trial_progress_figure(
+            history, total_epochs=total, epsilon_planned=attrs.get("epsilon_planned"), target_epsilon=target_epsilon
+        )
+        st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
+
+
+def _summary(snapshot: core.StudySnapshot, workers: list) -> None:
+    counts = snapshot.counts
+    planned = int(snapshot.user_attrs.get("n_trials_planned") or 0)
+    finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0)
+    total = max(planned, finished + counts.get("RUNNING", 0) + counts.get("WAITING", 0), 1)
+    st.progress(
+        min(1.0, finished / total),
+        text=(
+            f"{finished} of {total} trials done — {counts.get('COMPLETE', 0)} finished, "
+            f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed, "
+            f"{counts.get('RUNNING', 0)} running, {counts.get('WAITING', 0)} queued · "
+            f"{len(workers)} worker process{'es' if len(workers) != 1 else ''} started here alive"
+        ),
+    )
+
+
+def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> None:
+    """Progress of the study `name`, refreshed every POLL_SECONDS while it runs."""
+    active = study_is_active(name)
+
+    @st.fragment(run_every=core.POLL_SECONDS if active else None)
+    def monitor() -> None:
+        with core.guard("Reading the study"):
+            snapshot = core.snapshot(name)
+            workers = live_workers(core.workspace(), name)
+            _summary(snapshot, workers)
+            target = snapshot.user_attrs.get("target_epsilon")
+            running = [t for t in snapshot.trials if t.state.name == "RUNNING"]
+            for trial in running:
+                running_trial(trial, target_epsilon=target, chart_key=f"{key}-trial-{trial.number}")
+            if snapshot.counts.get("WAITING", 0) and not workers and not running:
+                st.info(
+                    f"{snapshot.counts['WAITING']} trial(s) are queued but no worker is running: press "
+                    "**Start workers** on the Search page (or run `dptune worker` on another machine).",
+                    icon=":material/pause_circle:",
+                )
+            if show_table:
+                table = status_table(snapshot, limit=50)
+                if len(table):
+                    st.dataframe(
+                        table,
+                        hide_index=True,
+                        column_config={
+                            "val accuracy": st.column_config.NumberColumn(format="%.4f"),
+                            "ε": st.column_config.NumberColumn(format="%.3f"),
+                            "C": st.column_config.NumberColumn(format="%.3g"),
+                            "σ": st.column_config.NumberColumn(format="%.3g"),
+                            "lr": st.column_config.NumberColumn(format="%.3g"),
+                            "reason": st.column_config.TextColumn(width="large"),
+                        },
+                        key=f"{key}-table",
+                    )
+            still_active = bool(running) or (snapshot.counts.get("WAITING", 0) > 0 and bool(workers))
+            if active and not still_active and st.session_state.get(f"{key}-was-active"):
+                st.session_state[f"{key}-was-active"] = False
+                st.rerun()
+            st.session_state[f"{key}-was-active"] = still_active
+
+    monitor()

@@ -1,0 +1,119 @@
+"""Choosing a study and a trial, and showing one trial in full (Trade-offs and Export pages)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dptune import plots
+from dptune.ui import core
+
+
+def study_picker(key: str) -> str | None:
+    """A select box of the workspace's studies (the current one first); None when there is none."""
+    names = core.study_names()
+    if not names:
+        st.info("No study yet: start one on the Search page, or press the one-click search on the Start page.",
+                icon=":material/info:")
+        return None
+    current = core.load_state().get("study")
+    index = names.index(current) if current in names else 0
+    name = st.selectbox("Study", names, index=index, key=key)
+    if name != current:
+        core.update_state("study", name=name)
+    return name
+
+
+def exportable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials with a result: COMPLETE, or PRUNED (exported with the epochs they ran)."""
+    states = frame["state"].map(plots.normalize_state)
+    return frame[states.isin(["COMPLETE", "PRUNED"]) & frame["val_accuracy"].notna()]
+
+
+def trial_label(row: Any, best: int | None = None) -> str:
+    parts = [f"trial {int(row['number'])}"]
+    if row.get("val_accuracy") is not None and not pd.isna(row.get("val_accuracy")):
+        parts.append(f"val acc {float(row['val_accuracy']):.4f}")
+    if row.get("epsilon") is not None and not pd.isna(row.get("epsilon")):
+        parts.append(f"ε {float(row['epsilon']):.3g}")
+    state = plots.normalize_state(row["state"])
+    if state != "COMPLETE":
+        parts.append(state.lower())
+    if best is not None and int(row["number"]) == best:
+        parts.append("★ best within target ε")
+    return " · ".join(parts)
+
+
+def _fmt(value: Any, pattern: str = "{:.4g}") -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–" if value in (None, "") else str(value)
+    return pattern.format(number) if math.isfinite(number) else "∞"
+
+
+def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> None:
+    """Everything about one trial: its hyperparameters, accuracy, ε (per trial), timing, curves."""
+    trial = next((t for t in snapshot.trials if t.number == number), None)
+    if trial is None:
+        st.warning(f"Trial {number} is not in this study.")
+        return
+    attrs = trial.user_attrs
+    config = attrs.get("config") or {}
+    state = trial.state.name
+    st.markdown(f"#### Trial {number} — {state.lower()}" + (f" ({attrs.get('phase')})" if attrs.get("phase") else ""))
+    if state == "FAIL":
+        st.error(attrs.get("fail_reason") or "failed without a recorded reason (its worker was killed or lost)")
+    elif state == "PRUNED":
+        st.warning(attrs.get("prune_reason") or "pruned: its accuracy was below what the pruner keeps")
+    cols = st.columns(3)
+    cols[0].metric("val accuracy", _fmt(attrs.get("val_accuracy")))
+    cols[1].metric("ε (RDP, this run)", _fmt(attrs.get("epsilon_rdp"), "{:.3f}"),
+                   help=f"RDP accountant at δ = {_fmt(attrs.get('delta'), '{:.2g}')}, order {attrs.get('rdp_order')}")
+    cols[2].metric("ε (PLD, this run)", _fmt(attrs.get("epsilon_pld"), "{:.3f}"))
+    hyper = {
+        "C (l2_norm_clip)": _fmt(config.get("l2_norm_clip")),
+        "σ (noise_multiplier)": _fmt(config.get("noise_multiplier")),
+        "m (num_microbatches)": _fmt(config.get("num_microbatches"), "{:.0f}"),
+        "learning_rate": _fmt(config.get("learning_rate")),
+        "batch_size": _fmt(config.get("batch_size"), "{:.0f}"),
+        "epochs": _fmt(config.get("epochs"), "{:g}"),
+        "optimizer": config.get("optimizer", "–"),
+        "sampling": config.get("sampling", "–"),
+        "effective noise σC/m": _fmt(
+            (config.get("noise_multiplier") or 0) * (config.get("l2_norm_clip") or 0)
+            / max(1, config.get("num_microbatches") or 1)
+        ),
+        "δ": _fmt(attrs.get("delta"), "{:.3g}"),
+        "ε with clip selection": _fmt(attrs.get("epsilon_total"), "{:.3f}"),
+        "train seconds": _fmt(attrs.get("train_seconds"), "{:.2f}"),
+        "examples / s": _fmt(attrs.get("examples_per_second"), "{:,.0f}"),
+        "device": attrs.get("device", "–"),
+        "gradient path": attrs.get("gradient_path", "–"),
+    }
+    st.dataframe(pd.DataFrame({"value": hyper}), key=f"{key}-hyper")
+    history = attrs.get("history") or []
+    if history:
+        st.plotly_chart(
+            plots.trial_progress_figure(history, total_epochs=attrs.get("total_epochs"),
+                                        epsilon_planned=attrs.get("epsilon_planned"),
+                                        target_epsilon=snapshot.user_attrs.get("target_epsilon")),
+            key=f"{key}-curves", config={"displayModeBar": False},
+        )
+
+
+def search_cost_caption(snapshot: core.StudySnapshot) -> str:
+    """What the whole search spent, beside the per-trial ε (from the study's `search_cost`)."""
+    cost = snapshot.user_attrs.get("search_cost") or {}
+    if not cost:
+        return "ε including the search: not computed yet (it appears once a trial finishes)."
+    release = cost.get("selected_release_epsilon")
+    text = (
+        f"ε including the search: releasing the selected trial of this study costs "
+        f"ε = {_fmt(release, '{:.3g}')} at δ = {_fmt(cost.get('delta'), '{:.2g}')} "
+        f"({cost.get('n_trials_charged')} trial(s) charged). "
+    )
+    return text + (cost.get("note") or "")

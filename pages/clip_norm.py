@@ -1,0 +1,92 @@
+"""Clip norm: the per-example gradient-norm profile and C at a quantile, with its privacy cost."""
+
+import streamlit as st
+
+from dptune import plots
+from dptune.ui import clip_view, core
+
+st.title("Clip norm C")
+st.caption(
+    "DP-SGD clips each example's gradient to L2 norm C. Too small a C throws away signal; too large a C means "
+    "more noise per useful gradient (the noise is σ·C). TF Privacy's guide: set C near a quantile (50–90%) of the "
+    "per-example gradient norms. Looking at the exact norms would leak the training data, so the histogram below "
+    "is released privately (Laplace noise, pure ε_C-DP) and C is read off it."
+)
+
+with core.guard("Clip norm"):
+    state = core.load_state()
+    data = core.loaded_data(state)
+    model = core.current_model_spec(state, data)
+    clip = state["clip"]
+    methods = {"private": "Private quantile of the training data", "manual": "Type C yourself (no data used)"}
+    method = st.radio("How to choose C", list(methods), format_func=methods.get, horizontal=True,
+                      index=list(methods).index(clip.get("method", "private")), key="clip-method")
+    if method != clip.get("method"):
+        clip = core.update_state("clip", method=method)["clip"]
+
+    if method == "private":
+        left, mid, right = st.columns(3)
+        quantiles = list(clip_view.QUANTILES)
+        quantile = left.radio("Quantile", quantiles, format_func=lambda q: f"{q:.0%}", horizontal=True,
+                              index=quantiles.index(clip.get("quantile", 0.75)) if clip.get("quantile") in quantiles
+                              else 1, key="clip-quantile")
+        epsilon_c = float(mid.number_input("ε_C for the histogram", min_value=0.01, max_value=2.0,
+                                           value=float(clip.get("clip_epsilon") or 0.1), step=0.05,
+                                           key="clip-epsilon",
+                                           help="Pure ε-DP (δ = 0) of the noisy histogram; added to every trial's ε."))
+        examples = int(right.number_input("examples profiled", min_value=50, max_value=max(50, data.dataset.n_train),
+                                          value=min(1000, data.dataset.n_train), step=100, key="clip-examples"))
+        selection = clip.get("selection")
+        if epsilon_c != clip.get("clip_epsilon") or quantile != clip.get("quantile"):
+            changes = {"clip_epsilon": epsilon_c, "quantile": quantile}
+            if selection:  # reading another quantile off the released histogram is free (post-processing)
+                changes["l2_norm_clip"] = float(selection["quantiles"][str(quantile)])
+            clip = core.update_state("clip", **changes)["clip"]
+        if st.button("Release the noisy histogram" + (" again" if selection else ""), type="primary",
+                     icon=":material/bar_chart:", key="clip-release",
+                     help=f"Profiles {examples} examples with the initial model and releases their histogram "
+                     f"with ε_C = {epsilon_c:g}. Each release spends ε_C again."):
+            clip = clip_view.release(data, model, quantile=quantile, epsilon=epsilon_c, examples=examples)
+            selection = clip["selection"]
+        if selection:
+            st.plotly_chart(
+                plots.clip_histogram_figure(selection["counts"], selection["bin_edges"],
+                                            quantiles=selection["quantiles"], clip_norm=clip.get("l2_norm_clip")),
+                key="clip-histogram",
+            )
+            cols = st.columns(4)
+            for col, q in zip(cols, clip_view.QUANTILES):
+                col.metric(f"{q:.0%} quantile", f"{selection['quantiles'][str(q)]:.3g}")
+            cols[3].metric("chosen C", f"{clip['l2_norm_clip']:.3g}")
+            st.caption(
+                f"Released from {selection['examples']:,} examples of the initial {model.kind} model with ε_C = "
+                f"{selection['epsilon']:g}. Histograms released so far: {clip.get('releases', 1)}, ε spent on them "
+                f"in total: {clip.get('epsilon_spent', selection['epsilon']):g} (pure DP, composes with training)."
+            )
+        else:
+            st.info("Press **Release the noisy histogram** to profile the gradient norms and choose C.",
+                    icon=":material/info:")
+    else:
+        value = float(st.number_input("C (L2 clip norm)", min_value=1e-4, max_value=1e4,
+                                      value=float(clip.get("l2_norm_clip") or 1.0), format="%.4g", key="clip-manual"))
+        if value != clip.get("l2_norm_clip") or clip.get("selection"):
+            clip = core.update_state("clip", l2_norm_clip=value, selection=None)["clip"]
+        st.caption("A C you choose without looking at the training data costs no privacy (TF Privacy: 1.0 often "
+                   "works for small models).")
+
+    if clip.get("l2_norm_clip"):
+        uses = {"range": "Search C around it (C/4 … 4C)", "fix": "Use exactly this C in every trial"}
+        use = st.radio("In the search", list(uses), format_func=uses.get, horizontal=True,
+                       index=list(uses).index(clip.get("use", "range")), key="clip-use")
+        if use != clip.get("use"):
+            clip = core.update_state("clip", use=use)["clip"]
+        cost = clip_view.cost_example(state, data, clip)
+        if cost is not None:
+            st.markdown(
+                f"**Privacy cost of this C.** A trial calibrated to ε = {cost['target']:g} "
+                f"(B = {cost['batch_size']}, {cost['epochs']:g} epochs, δ = {cost['delta']:.2g}) costs "
+                f"**ε = {cost['with_clip']:.3f}** once the clip-norm release (ε_C = {cost['clip_epsilon']:g}) is "
+                "composed with it (RDP accountant)."
+                if cost["clip_epsilon"] > 0
+                else "**Privacy cost of this C: none** (no training data was used to choose it)."
+            )

@@ -1,0 +1,133 @@
+"""Data: the built-in digits or an upload; preview, class balance, sensitive attribute."""
+
+import json
+
+import streamlit as st
+
+from dptune import plots
+from dptune.data import BUILTIN_DATASETS
+from dptune.ui import core, datasets
+
+st.title("Data")
+st.caption(
+    "The examples DP-SGD trains on. N, the number of training examples, sets the sampling rate q = B/N that "
+    "the accountant charges; the validation split is only used to measure accuracy."
+)
+
+state = core.load_state()
+section = state["dataset"]
+SOURCES = ["Built-in dataset", "Upload a file"]
+choice = st.radio("Source", SOURCES, index=1 if section.get("source") == "upload" else 0, horizontal=True,
+                  key="data-source")
+
+if choice == SOURCES[0]:
+    names = list(BUILTIN_DATASETS)
+    current = section.get("builtin") if section.get("builtin") in names else "digits"
+    name = st.selectbox("Built-in dataset", names, index=names.index(current),
+                        format_func=lambda n: f"{n} — {BUILTIN_DATASETS[n]}", key="data-builtin")
+    if section.get("source") != "builtin" or name != section.get("builtin"):
+        state = core.update_state("dataset", source="builtin", builtin=name, upload=None, options={})
+        core.update_state("model", source="suggested", spec=None)
+        core.update_state("clip", l2_norm_clip=None, selection=None)
+else:
+    st.markdown(
+        "CSV/TSV or Parquet with a header row and a label column; NPZ with `x` and `y` (or `x_train`, `y_train`, "
+        "`x_test`, `y_test`); or a ZIP of PNG/JPEG images in one folder per class. The file is checked in memory "
+        "and stored in the workspace only once it is usable."
+    )
+    uploaded = st.file_uploader("Data file", type=datasets.UPLOAD_TYPES, key="data-file")
+    if uploaded is not None:
+        content = uploaded.getvalue()
+        digest = datasets.digest_of(content)
+        with core.guard(f"Cannot use {uploaded.name}"):
+            info = datasets.inspect_upload(digest, uploaded.name, content)
+            options: dict = {}
+            if info.format in ("csv", "parquet"):
+                columns = list(info.columns)
+                guess = next((c for c in columns if c.strip().lower() in ("label", "target", "class", "y")), None)
+                left, mid, right = st.columns(3)
+                label = left.selectbox("Label column", columns, index=columns.index(guess) if guess else len(columns) - 1,
+                                       key="data-label")
+                sensitive = mid.selectbox(
+                    "Sensitive attribute (optional)", ["(none)"] + [c for c in columns if c != label],
+                    key="data-sensitive",
+                    help="Kept aside to report accuracy per group; not used as a feature.",
+                )
+                drop = right.multiselect("Columns to ignore", [c for c in columns if c not in (label, sensitive)],
+                                         key="data-drop", help="Identifiers, free text, leaks of the label.")
+                options = {"label_column": label, "drop_columns": drop}
+                if sensitive != "(none)":
+                    options["sensitive_column"] = sensitive
+                options["missing"] = st.radio("Missing feature values", ["impute", "drop"], horizontal=True,
+                                              key="data-missing",
+                                              help="impute: training median / most frequent value; drop: drop rows")
+            elif info.format == "npz":
+                arrays = [k for k in info.columns if not k.startswith(("x", "y"))]
+                if arrays:
+                    sensitive = st.selectbox("Sensitive attribute array (optional)", ["(none)"] + sorted(
+                        {k.removesuffix("_train").removesuffix("_test") for k in arrays}), key="data-npz-sensitive")
+                    if sensitive != "(none)":
+                        options["sensitive_column"] = sensitive
+            elif info.format == "image_zip":
+                left, right = st.columns(2)
+                height = left.number_input("Image height (px)", 8, 256, 28, key="data-height")
+                width = right.number_input("Image width (px)", 8, 256, 28, key="data-width")
+                options["image_size"] = [int(height), int(width)]
+            options["validation_fraction"] = st.slider("Validation fraction", 0.05, 0.5, 0.2, 0.05, key="data-val")
+            prepared = datasets.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
+            saved = section.get("upload") or {}
+            if saved.get("sha256") != digest or section.get("options") != options or section.get("source") != "upload":
+                datasets.commit_upload(uploaded.name, content, options, prepared)
+                state = core.load_state()
+            st.success(f"Using {uploaded.name}: {prepared.dataset.n_train:,} training examples.",
+                       icon=":material/check_circle:")
+            if info.preview is not None:
+                with st.expander("File preview (first rows as read)"):
+                    st.dataframe(info.preview, height=240)
+    elif section.get("source") == "upload" and section.get("upload"):
+        st.info(f"Using the file uploaded earlier: **{section['upload']['name']}** (stored in the workspace). "
+                "Upload another file to replace it.", icon=":material/attach_file:")
+    else:
+        st.info("No file uploaded yet: the pages use the built-in digits until you upload one.",
+                icon=":material/info:")
+
+st.divider()
+with core.guard("The current dataset cannot be loaded"):
+    data = core.loaded_data(core.load_state())
+    dataset = data.dataset
+    st.subheader(f"Current dataset: {dataset.name}")
+    cols = st.columns(5)
+    cols[0].metric("N (training)", f"{dataset.n_train:,}")
+    cols[1].metric("validation", f"{len(dataset.y_val):,}")
+    cols[2].metric("classes", dataset.num_classes)
+    cols[3].metric("input shape", "×".join(str(d) for d in dataset.input_shape))
+    cols[4].metric("kind", "images" if dataset.is_image else "table")
+    st.caption(f"Source: {data.source_label} · fingerprint `{dataset.fingerprint[:16]}…` (SHA-256 of the prepared "
+               "arrays; workers check it)")
+    if data.report is not None:
+        with st.expander("What preparation did", expanded=False):
+            for line in data.report.summary():
+                st.markdown(f"- {line}")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Class balance** (training examples per class)")
+        st.plotly_chart(plots.class_balance_figure(dataset.y_train, dataset.class_names), key="data-balance")
+    with right:
+        st.markdown("**Preview**")
+        if dataset.is_image:
+            images, captions = datasets.sample_images(dataset.x_train, dataset.y_train, dataset.class_names)
+            st.image(images, caption=captions, width=56, clamp=True)
+        else:
+            import pandas as pd
+
+            names = list(dataset.feature_names) or [f"x{i}" for i in range(dataset.input_shape[0])]
+            preview = pd.DataFrame(dataset.x_train[:20], columns=names[: dataset.x_train.shape[1]])
+            preview.insert(0, "label", [dataset.class_names[i] for i in dataset.y_train[:20]])
+            st.dataframe(preview, height=260)
+    st.markdown("**Sensitive attribute**")
+    groups = datasets.group_counts(dataset.sensitive_train, dataset.y_train, dataset.class_names)
+    if groups is None:
+        st.caption("None chosen. For a table, pick a column above to see accuracy per group later.")
+    else:
+        st.caption(f"`{dataset.sensitive_name}`: training examples per group and class")
+        st.dataframe(groups)

@@ -1,0 +1,86 @@
+"""Trade-offs: privacy (ε), utility (accuracy) and speed across the trials of a study."""
+
+import streamlit as st
+
+from dptune import plots
+from dptune.ui import core, trial_view
+
+st.title("Trade-offs")
+
+with core.guard("Trade-offs"):
+    name = trial_view.study_picker("trade-study")
+    if name is None:
+        st.stop()
+    snapshot = core.snapshot(name)
+    frame = snapshot.frame
+    target = snapshot.user_attrs.get("target_epsilon")
+    done = plots.finished_trials(frame)
+    best = plots.best_within_budget(frame, target)
+    st.caption(
+        f"{len(done)} finished trial(s) of {len(frame)} · mode {snapshot.user_attrs.get('mode')} · target ε {target}"
+        + (f" · best within the target: trial {best}" if best is not None else "")
+    )
+    if len(done) == 0:
+        st.warning("No trial has finished yet: the plots fill in as trials complete (watch them on the Search page).",
+                   icon=":material/hourglass_top:")
+    elif best is None:
+        st.warning(f"No finished trial is within the target ε = {target}. Pick the closest one below, or run more "
+                   "trials / a larger σ range / a larger target on the Search page.", icon=":material/warning:")
+
+    numbers = [int(n) for n in done["number"]]
+    select_key = f"trade-trial-{name}"
+    if select_key not in st.session_state or st.session_state[select_key] not in numbers:
+        st.session_state[select_key] = best if best is not None else (numbers[0] if numbers else None)
+
+    def on_click() -> None:
+        event = st.session_state.get(f"trade-pareto-{name}")
+        points = (event or {}).get("selection", {}).get("points", []) if event else []
+        for point in points:
+            custom = point.get("customdata")
+            number = custom[0] if isinstance(custom, (list, tuple)) else custom
+            if number is not None and int(number) in numbers:
+                st.session_state[select_key] = int(number)
+                break
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Pareto front: ε against validation accuracy** (colour: training speed; click a point)")
+        st.plotly_chart(
+            plots.pareto_front_figure(frame, target_epsilon=target, selected=st.session_state.get(select_key)),
+            key=f"trade-pareto-{name}", on_select=on_click, selection_mode="points",
+        )
+        st.caption(plots.EPSILON_PER_TRIAL + " " + trial_view.search_cost_caption(snapshot))
+    with right:
+        if numbers:
+            labels = {int(row["number"]): trial_view.trial_label(row, best) for _, row in done.iterrows()}
+            st.selectbox("Trial", numbers, format_func=labels.get, key=select_key)
+            number = st.session_state[select_key]
+            trial_view.trial_details(snapshot, number, key="trade-detail")
+            if st.button("Export this trial", icon=":material/download:", key="trade-export"):
+                core.update_state("selected", study=name, trial=number)
+                st.switch_page("pages/export.py")
+
+    tabs = st.tabs(["ε vs steps", "Accuracy per epoch", "Parallel coordinates", "Importances", "Speed vs m"])
+    highlight = None
+    with tabs[0]:
+        st.plotly_chart(plots.epsilon_curves_figure(frame, target_epsilon=target), key="trade-eps")
+        st.caption("ε per trial after each epoch, by the RDP accountant at the study's δ, as the worker recorded it "
+                   "(the live accountant): each curve ends at that trial's ε. It does not include the cost of the search.")
+    with tabs[1]:
+        st.plotly_chart(plots.accuracy_curves_figure(frame), key="trade-acc")
+        st.caption("Validation accuracy after each epoch (running trials dotted). No privacy cost is shown here; "
+                   "each trial's ε is per trial (see the ε curves).")
+    with tabs[2]:
+        st.plotly_chart(plots.parallel_coordinates_figure(frame), key="trade-parallel")
+        st.caption("One line per finished trial over C, σ, m, learning rate, batch size and epochs, coloured by "
+                   "validation accuracy. Drag along an axis to filter. ε is per trial (not shown here; in budgeted "
+                   "mode every trial has the target ε).")
+    with tabs[3]:
+        st.plotly_chart(core.importances_figure(name, snapshot), key="trade-importance")
+        st.caption("Optuna's PED-ANOVA importances of the searched hyperparameters for validation accuracy "
+                   "(parameters fixed in the search do not appear). Per-trial results only; no ε is involved.")
+    with tabs[4]:
+        st.plotly_chart(plots.speed_vs_microbatches_figure(frame), key="trade-speed")
+        st.caption("Training speed (examples per second, compilation excluded) against the number of microbatches m: "
+                   "per-example clipping (m = B) costs time, m < B is faster but the accountant charges σ/2 (more "
+                   "ε per trial for the same σ). ε is per trial.")
