@@ -49,9 +49,10 @@ from dptune.objective import (
 from dptune.search_cost import TrainingPrivacy, calibrate_with_clip_selection, epsilon_with_clip_selection
 from dptune.search_spec import SearchSpec
 
-# Fixed, data-independent bins for the private histogram: 10 per decade from 1e-6 to 1e4,
-# plus one bin below and one above.
-BIN_EDGES = np.logspace(-6, 4, 101)
+# Fixed, data-independent bins for the private histogram: 5 per decade from 1e-3 to 1e3,
+# plus one bin below and one above (32 counts). Few bins keep the total Laplace noise small
+# next to the counts; 5 per decade resolve C within a factor 1.6.
+BIN_EDGES = np.logspace(-3, 3, 31)
 PROFILE_QUANTILES = (0.5, 0.75, 0.9)
 
 
@@ -82,15 +83,27 @@ def histogram(norms: np.ndarray) -> np.ndarray:
 
 
 def quantile_from_histogram(counts: np.ndarray, quantile: float) -> float:
-    """The upper edge of the bin where the cumulative count first reaches `quantile` of the
-    total (so at least that fraction of the counted norms is at or below it)."""
-    counts = np.maximum(np.asarray(counts, dtype=np.float64), 0.0)
+    """The `quantile` of the norms a histogram over BIN_EDGES describes: the first bin where
+    the cumulative count reaches `quantile` of the total, interpolated log-linearly inside
+    it. Noisy counts are used as they are (negative ones too): clamping them at 0 would
+    bias the quantile upwards. Values beyond the outer edges are read as the edge."""
+    counts = np.asarray(counts, dtype=np.float64)
     total = counts.sum()
     if total <= 0:
         return 1.0  # nothing survives the noise: TF Privacy's "1.0 often works"
-    index = int(np.searchsorted(np.cumsum(counts), quantile * total, side="left"))
-    upper = np.concatenate([[BIN_EDGES[0]], BIN_EDGES[1:], [BIN_EDGES[-1]]])
-    return float(upper[min(index, len(upper) - 1)])
+    target = quantile * total
+    cumulative = np.cumsum(counts)
+    reached = cumulative >= target
+    index = int(np.argmax(reached)) if reached.any() else len(counts) - 1
+    if index == 0:
+        return float(BIN_EDGES[0])
+    if index == len(counts) - 1:
+        return float(BIN_EDGES[-1])
+    lower, upper = BIN_EDGES[index - 1], BIN_EDGES[index]
+    before = cumulative[index - 1]
+    inside = counts[index]
+    fraction = 1.0 if inside <= 0 else float(np.clip((target - before) / inside, 0.0, 1.0))
+    return float(lower * (upper / lower) ** fraction)
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,8 @@ class ClipSelection:
 
     source: "private" (noisy histogram of the training data), "public" (exact, on a public
     or proxy dataset), "fixed" (given). epsilon: the (pure, δ = 0) ε spent. counts: the
-    histogram released (noisy when private), over `bin_edges` plus under/overflow bins.
+    histogram released (noisy when private, so possibly negative), one count below
+    bin_edges[0], one per bin, one above bin_edges[-1].
     quantiles: {"0.5": ..., "0.75": ..., "0.9": ...} read from that histogram.
     """
 
@@ -127,7 +141,6 @@ def private_clip_norm(
         raise PrivacyError(f"the private clip-norm quantile needs an epsilon > 0, got {epsilon}")
     rng = rng or np.random.default_rng()
     noisy = histogram(norms) + rng.laplace(scale=1.0 / epsilon, size=len(BIN_EDGES) + 1)
-    noisy = np.maximum(noisy, 0.0)
     return ClipSelection(
         source="private",
         l2_norm_clip=quantile_from_histogram(noisy, quantile),
@@ -269,8 +282,10 @@ def scale_noise(
 
 def _per_example_feasible(sigma_m1: float, target: float, n: int, batch_size: int, epochs: float, delta: float,
                           clip_epsilon: float) -> bool:
-    needed = _required_sigma(target, n, batch_size, epochs, delta, False, clip_epsilon)
-    return needed is not None and batch_size * sigma_m1 >= needed
+    """Does m = B with sigma = B*sigma1 meet the target?"""
+    config = DPSGDConfig(noise_multiplier=batch_size * sigma_m1, num_microbatches=batch_size,
+                         batch_size=batch_size, epochs=epochs)
+    return total_epsilon(n, config, delta, clip_epsilon)[1] <= target
 
 
 def _suggestions(sigma_m1: float, target: float, n: int, batch_size: int, epochs: float, delta: float,

@@ -305,7 +305,7 @@ class RecipeSpec:
     clip_quantile: float = 0.75
     clip_epsilon: float = 0.1
     clip_dataset: DatasetRef | None = None
-    profile_examples: int = 1000
+    profile_examples: int = 5000
     tolerance: float = 0.05
     baseline_trials: int = 1
     verify_trials: int = 2

@@ -49,8 +49,8 @@ def run_worker(
     from dptune.results import update_search_cost
     from dptune.search import configure_tensorflow_for_workers, load_study, open_storage, run_queued_trials
 
-    configure_tensorflow_for_workers()
     _, spec, _ = load_study(study_name, open_storage(storage), load_dataset=False)
+    configure_tensorflow_for_workers()
     heartbeat = heartbeat_seconds or spec.heartbeat_seconds
     study, spec, _ = load_study(study_name, storage, heartbeat_seconds=heartbeat, load_dataset=False,
                                 worker_index=worker_index)

@@ -1,0 +1,138 @@
+"""The recipe: private clip-norm quantile, sigma/m scaling, and the whole recipe on digits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dptune import privacy
+from dptune.errors import PrivacyError
+from dptune.recipe import (
+    BIN_EDGES,
+    histogram,
+    private_clip_norm,
+    public_clip_norm,
+    quantile_from_histogram,
+    scale_noise,
+    total_epsilon,
+)
+from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+
+N, B, EPOCHS = 1438, 64, 3
+DELTA = privacy.default_delta(N)
+
+
+# ---------------------------------------------------------------------------- clip norm
+def test_histogram_counts_every_norm_once():
+    norms = np.array([1e-5, 0.5, 0.5, 2.0, 3.0, 5e3])
+    counts = histogram(norms)
+    assert counts.sum() == len(norms) and len(counts) == len(BIN_EDGES) + 1
+    assert counts[0] == 1 and counts[-1] == 1  # under- and overflow bins
+
+
+def test_histogram_quantile_is_close_to_the_exact_one():
+    norms = np.exp(np.random.default_rng(0).normal(np.log(2.0), 0.6, 5000))
+    for q in (0.5, 0.75, 0.9):
+        estimate = quantile_from_histogram(histogram(norms), q)
+        # 5 bins per decade, interpolated: within a few percent
+        assert estimate == pytest.approx(np.quantile(norms, q), rel=0.05)
+
+
+def test_private_quantile_is_noisy_but_useful_and_charged():
+    norms = np.exp(np.random.default_rng(1).normal(np.log(2.0), 0.5, 1438))
+    exact = np.quantile(norms, 0.75)
+    estimates = [private_clip_norm(norms, 0.75, 0.1, rng=np.random.default_rng(s)).l2_norm_clip for s in range(20)]
+    assert np.median(np.abs(np.log(np.array(estimates) / exact))) < math.log(1.3)
+    selection = private_clip_norm(norms, 0.75, 0.1, rng=np.random.default_rng(0))
+    assert selection.epsilon == 0.1 and selection.source == "private"
+    assert set(selection.quantiles) == {"0.5", "0.75", "0.9"}
+    with pytest.raises(PrivacyError):
+        private_clip_norm(norms, 0.75, 0.0)
+    public = public_clip_norm(norms, 0.75)
+    assert public.epsilon == 0 and public.l2_norm_clip == pytest.approx(exact)
+
+
+def test_clip_selection_cost_composes_with_training():
+    run = TrainingPrivacy(N, B, 1.2, privacy.num_steps(N, B, EPOCHS), False)
+    alone = privacy.compute_epsilon(N, B, 1.2, epochs=EPOCHS, delta=DELTA, pld=False).epsilon_rdp
+    with_clip, with_clip_pld = epsilon_with_clip_selection(run, 0.1, DELTA, pld=True)
+    # composition costs more than training alone, and less than adding the two epsilons
+    assert alone < with_clip < alone + 0.1
+    assert with_clip_pld < with_clip
+    # the event dptune composes is exactly privacy's DP-SGD event
+    assert epsilon_with_clip_selection(run, 1e-12, DELTA)[0] == pytest.approx(alone, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- scaling
+def test_scaling_keeps_effective_noise_and_meets_the_target():
+    sigma1 = 0.03
+    scaled = scale_noise(sigma1, 3.0, N, B, EPOCHS, DELTA, clip_epsilon=0.1)
+    assert scaled.feasible and 1 <= scaled.num_microbatches <= B
+    assert scaled.noise_multiplier / scaled.num_microbatches == pytest.approx(sigma1)
+    assert scaled.epsilon_total <= 3.0
+    # the smallest such k: one microbatch fewer misses the target
+    k = scaled.factor
+    if 1 < k < B:
+        from dptune.config import DPSGDConfig
+
+        smaller = DPSGDConfig(noise_multiplier=(k - 1) * sigma1, num_microbatches=k - 1, batch_size=B, epochs=EPOCHS)
+        assert total_epsilon(N, smaller, DELTA, 0.1)[1] > 3.0
+
+
+def test_scaling_uses_per_example_when_microbatches_cannot_reach():
+    # sigma1 such that k < B microbatched is not enough, but m = B (charged sigma, not sigma/2) is
+    needed_micro = privacy.calibrate_noise_multiplier(3.0, N, B, epochs=EPOCHS, delta=DELTA, microbatched=True)
+    needed_per_example = privacy.calibrate_noise_multiplier(3.0, N, B, epochs=EPOCHS, delta=DELTA)
+    sigma1 = (needed_micro / B + needed_per_example / B) / 2 * 1.01
+    assert (B - 1) * sigma1 < needed_micro <= 2 * B * sigma1
+    scaled = scale_noise(sigma1, 3.0, N, B, EPOCHS, DELTA)
+    assert scaled.feasible and scaled.num_microbatches == B and scaled.epsilon_rdp <= 3.0
+
+
+def test_scaling_says_what_would_work_when_impossible():
+    scaled = scale_noise(0.02, 1.0, N, 16, 10, DELTA)
+    assert not scaled.feasible and scaled.num_microbatches is None
+    assert "per-example" in scaled.message and scaled.suggestions
+    assert any(s.startswith("batch_size 256") for s in scaled.suggestions)  # 16 * 2^k, sigma = B * sigma1
+
+
+# ---------------------------------------------------------------------------- real dataset
+def test_recipe_on_digits_reaches_the_target_and_reports_predicted_vs_actual(tmp_path):
+    """The whole recipe on sklearn digits: private C, baseline, m = 1 noise search, scaling,
+    verification. The scaled configuration meets ε (with the clip-norm cost) and its measured
+    utility is reported next to the m = 1 prediction."""
+    from dptune.results import best_trial_within, trials_frame
+    from dptune.search import tune
+    from dptune.search_spec import SearchSpec
+
+    spec = SearchSpec.from_dict({
+        "mode": "recipe", "dataset": {"builtin": "digits"}, "model": {"kind": "mlp", "hidden_units": [32]},
+        "target_epsilon": 3.0, "n_trials": 3, "workspace": str(tmp_path), "study_name": "recipe", "sampler_seed": 0,
+        "ranges": {"noise_multiplier": [0.005, 0.05], "learning_rate": [0.1, 0.5]},
+        "recipe": {"batch_size": B, "epochs": 2, "clip_quantile": 0.75, "clip_epsilon": 0.1, "tolerance": 0.1,
+                   "verify_trials": 1},
+    })
+    outcome = tune(spec, progress=False)
+    study = outcome.study
+    state = study.user_attrs["recipe"]
+    assert state["clip"]["source"] == "private" and state["clip"]["epsilon"] == 0.1
+    assert state["status"] == "verified", state
+    scaled = state["scaled"]
+    assert scaled["feasible"] and scaled["epsilon_total"] <= 3.0
+    assert scaled["noise_multiplier"] / scaled["num_microbatches"] == pytest.approx(
+        state["noise_search"]["noise_multiplier"])
+    verify = state["verify"]
+    assert verify["predicted_val_accuracy"] == state["noise_search"]["val_accuracy"]
+    assert 0 < verify["val_accuracy_mean"] <= 1 and "difference" in verify
+    frame = trials_frame(study)
+    assert set(frame["phase"]) == {"baseline", "noise_search", "verify"}
+    verified = frame[frame["phase"] == "verify"].iloc[0]
+    assert verified["epsilon_total"] <= 3.0 and verified["epsilon_total"] > verified["epsilon"]
+    assert frame[frame["phase"] == "baseline"]["epsilon"].isna().all()  # sigma = 0: no privacy
+    best = best_trial_within(study)
+    assert best is not None and best.user_attrs["epsilon_total"] <= 3.0
+    cost = study.user_attrs["search_cost"]
+    assert cost["naive_composition_finite"] is False  # the non-private baseline
+    assert "baseline" in cost["note"]
