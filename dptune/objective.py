@@ -336,6 +336,7 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
     def objective(trial: optuna.Trial):
         if not is_planned(trial):
             refuse_surplus(trial)
+        trial.set_user_attr("sampler", spec.sampler)
         config = suggest_config(trial, spec, dataset.n_train, delta)
         result = run_trial(
             trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE,

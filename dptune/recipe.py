@@ -324,8 +324,10 @@ def make_recipe_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, t
         state = trial.study.user_attrs.get("recipe") or {}
         clip_epsilon = float(state.get("clip", {}).get("epsilon") or 0.0)
         if phase == RECIPE_NOISE_PHASE:
+            trial.set_user_attr("sampler", spec.sampler)
             config = suggest_config(trial, spec, dataset.n_train, delta)
         else:
+            trial.set_user_attr("sampler", "fixed")  # the recipe chose this config, not the sampler
             config = DPSGDConfig.from_dict(trial.user_attrs["planned_config"])
 
         def extra(config_: DPSGDConfig, steps: int) -> float | None:

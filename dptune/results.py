@@ -29,7 +29,7 @@ FRAME_COLUMNS = [
     "train_seconds", "device", "fail_reason", "history", "epochs_done", "phase",
     # beyond the contract's list:
     "epsilon_total", "epsilon_planned", "val_loss", "rdp_order", "delta", "optimizer", "sampling", "seed",
-    "gradient_path", "prune_reason", "retry_of", "values", "datetime_start", "datetime_complete",
+    "gradient_path", "prune_reason", "retry_of", "values", "datetime_start", "datetime_complete", "sampler",
 ]
 KILLED_REASON = "stopped without a result: its worker was killed or lost (no heartbeat for the grace period)"
 EPSILON_SLACK = 1e-9
@@ -120,6 +120,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "values": list(trial.values) if trial.values is not None else None,
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
+            "sampler": attrs.get("sampler"),
         })
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
