@@ -44,9 +44,24 @@ def _median_seconds(run_step, steps: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def nonprivate_seconds(x, y, jit_compile: bool, steps: int) -> float:
-    """The faster of Keras's own `train_on_batch` and a custom Keras 3 step (tf.function:
-    tape gradient + optimizer.apply, batch gathered on the device, as dptune does)."""
+def interleaved_medians(settings: dict, rounds: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each setting, timing one call of each in turn per round,
+    so that load from other processes on a shared machine hits every setting alike."""
+    for run_step in settings.values():
+        for _ in range(warmup):
+            run_step()
+    times = {name: [] for name in settings}
+    for _ in range(rounds):
+        for name, run_step in settings.items():
+            tic = time.perf_counter()
+            run_step()
+            times[name].append(time.perf_counter() - tic)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def keras_steps(x, y, jit_compile: bool) -> dict:
+    """Non-private Keras 3 steps: Keras's own `train_on_batch`, and a custom step
+    (tf.function: tape gradient + optimizer.apply, batch gathered on the device as dptune does)."""
     rng = np.random.default_rng(0)
     model = build_model(ModelSpec("seed_cnn"), x.shape[1:], 10, seed=0)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -71,10 +86,10 @@ def nonprivate_seconds(x, y, jit_compile: bool, steps: int) -> float:
     def custom_step():
         float(train_step(rng.choice(len(x), BATCH, replace=False).astype(np.int32)))
 
-    return min(_median_seconds(keras_step, steps), _median_seconds(custom_step, steps))
+    return {"train_on_batch": keras_step, "custom_step": custom_step}
 
 
-def dp_seconds(x, y, microbatches: int, jit_compile: bool, steps: int) -> float:
+def dp_step(x, y, microbatches: int, jit_compile: bool):
     config = DPSGDConfig(
         l2_norm_clip=CLIP, noise_multiplier=SIGMA, num_microbatches=microbatches, batch_size=BATCH,
         learning_rate=0.25,
@@ -83,39 +98,41 @@ def dp_seconds(x, y, microbatches: int, jit_compile: bool, steps: int) -> float:
     step_fn = DPSGDStep(model, make_optimizer(config), config, tf.constant(x), tf.constant(y), 1, jit_compile)
     sampler = make_sampler("poisson", len(x), BATCH, microbatches, np.random.default_rng(0))
     counter = iter(range(10**9))
-    return _median_seconds(lambda: step_fn.run(sampler.next_step(), next(counter)), steps)
+    return lambda: step_fn.run(sampler.next_step(), next(counter))
+
+
+DP_SETTINGS = (("per_example", BATCH), ("microbatches_25", 25), ("microbatches_1", 1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per setting (default 40)")
+    parser.add_argument("--steps", type=int, default=40, help="timed rounds (default 40)")
+    parser.add_argument("--xla-steps", type=int, default=3, help="timed steps with XLA on (default 3: slow on CPUs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     x = rng.random((N, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, N).astype(np.int32)
-    print(f"device: {device_name()}; seed CNN, batch {BATCH}, C={CLIP}, sigma={SIGMA}; median of {args.steps} steps")
+    print(f"device: {device_name()}; seed CNN, batch {BATCH}, C={CLIP}, sigma={SIGMA}; "
+          f"median of {args.steps} interleaved rounds")
 
-    nonprivate = {xla: nonprivate_seconds(x, y, xla, args.steps) for xla in (False, True)}
-    baseline = min(nonprivate.values())
-    default_xla = default_jit_compile()
-    rows = {"nonprivate": {"seconds_per_step": baseline, "ratio": 1.0,
-                           "xla_off": nonprivate[False], "xla_on": nonprivate[True]}}
-    for name, microbatches in (("per_example", BATCH), ("microbatches_25", 25), ("microbatches_1", 1)):
-        measured = {xla: dp_seconds(x, y, microbatches, xla, args.steps) for xla in (False, True)}
-        rows[name] = {
-            "seconds_per_step": measured[default_xla],
-            "ratio": measured[default_xla] / baseline,
-            "xla_off": measured[False],
-            "xla_on": measured[True],
-        }
+    xla = default_jit_compile()
+    settings = {f"keras_{name}": step for name, step in keras_steps(x, y, xla).items()}
+    settings.update({name: dp_step(x, y, m, xla) for name, m in DP_SETTINGS})
+    medians = interleaved_medians(settings, args.steps)
+    other = {f"keras_{name}": _median_seconds(step, args.xla_steps, 1) for name, step in keras_steps(x, y, not xla).items()}
+    other.update({name: _median_seconds(dp_step(x, y, m, not xla), args.xla_steps, 1) for name, m in DP_SETTINGS})
 
-    print(f"{'setting':<18}{'s/step (default)':>18}{'ratio':>8}{'XLA off':>10}{'XLA on':>10}")
-    for name, row in rows.items():
-        print(f"{name:<18}{row['seconds_per_step'] * 1e3:>15.2f} ms{row['ratio']:>8.2f}"
-              f"{row['xla_off'] * 1e3:>7.2f} ms{row['xla_on'] * 1e3:>7.2f} ms")
-    print(f"(a) non-private uses the faster XLA setting; dptune's default here: XLA {'on' if default_xla else 'off'}")
+    baseline_name = min(("keras_train_on_batch", "keras_custom_step"), key=medians.get)
+    baseline = medians[baseline_name]
+    rows = {"nonprivate": {"seconds_per_step": baseline, "ratio": 1.0, "setting": baseline_name}}
+    rows.update({name: {"seconds_per_step": medians[name], "ratio": medians[name] / baseline} for name, _ in DP_SETTINGS})
+    print(f"{'setting':<24}{'s/step':>11}{'ratio':>8}   XLA {'off' if xla else 'on'} (other setting)")
+    for name in settings:
+        ratio = medians[name] / baseline
+        print(f"{name:<24}{medians[name] * 1e3:>8.2f} ms{ratio:>8.2f}   {other[name] * 1e3:>8.2f} ms")
+    print(f"(a) non-private = the faster Keras step ({baseline_name}); XLA {'on' if xla else 'off'} is dptune's default")
     if args.json:
         print(json.dumps({"device": device_name(), **rows}))
 

@@ -73,9 +73,18 @@ def _conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(patches, [tf.shape(x)[0], -1, size])
 
 
-def _ghost_is_cheaper(positions: int, inputs: int, outputs: int) -> bool:
-    """Gram matrices cost T²(K+C) per example, the materialized gradient T·K·C."""
-    return positions * (inputs + outputs) < inputs * outputs
+MATERIALIZE_BYTES = 256 * 2**20
+
+
+def _materializing_fits(rows: tf.Tensor, delta: tf.Tensor) -> bool:
+    """Per-example kernel gradients [P, K, C] within MATERIALIZE_BYTES.
+
+    For inputs with positions (T > 1: conv patches, sequences), materializing costs T·K·C per
+    example and makes the clipped sum nearly free, while ghost norms cost T²(K+C) and still
+    need a T·K·C weighted sum; so materialize unless memory forbids it.
+    """
+    rows_count = rows.shape[0] or 1024
+    return rows_count * rows.shape[2] * delta.shape[2] * 4 <= MATERIALIZE_BYTES
 
 
 class _DenseTap:
@@ -97,11 +106,11 @@ class _DenseTap:
         rows = self.rows
         if rows.shape[1] == 1:
             return tf.reduce_sum(tf.square(rows), [1, 2]) * tf.reduce_sum(tf.square(delta), [1, 2])
-        if _ghost_is_cheaper(rows.shape[1], rows.shape[2], delta.shape[2]):
-            gram_rows = tf.matmul(rows, rows, transpose_b=True)
-            gram_delta = tf.matmul(delta, delta, transpose_b=True)
-            return tf.reduce_sum(gram_rows * gram_delta, [1, 2])
-        return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+        if _materializing_fits(rows, delta):
+            return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+        gram_rows = tf.matmul(rows, rows, transpose_b=True)  # ghost norms (Li et al. 2022)
+        gram_delta = tf.matmul(delta, delta, transpose_b=True)
+        return tf.reduce_sum(gram_rows * gram_delta, [1, 2])
 
     def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
         if self._per_example is not None:
