@@ -224,3 +224,15 @@ def test_a_diverging_run_raises_a_clear_training_error(digits):
                          learning_rate=1e30, epochs=2)
     with pytest.raises(TrainingError, match="lower the learning rate"):
         train(digits, ModelSpec("logreg"), config)
+
+
+def test_the_step_is_traced_once_per_run_not_per_step(digits):
+    config = DPSGDConfig(num_microbatches=4, batch_size=32)
+    model = build_model(ModelSpec("mlp", hidden_units=(8,)), digits.input_shape, digits.num_classes, seed=0)
+    step = _step(model, config, digits.x_train, digits.y_train)
+    from dptune.sampling import PoissonSampler
+
+    sampler = PoissonSampler(digits.n_train, 32, 4, np.random.default_rng(0))
+    for number in range(20):
+        step.run(sampler.next_step(), number)
+    assert step._fused.experimental_get_tracing_count() == 1
