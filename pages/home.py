@@ -16,13 +16,13 @@ with core.guard("Start page"):
     data = core.loaded_data(state)
     model = core.current_model_spec(state, data)
     cols = st.columns(4)
-    cols[0].metric("Data", data.dataset.name, f"N = {data.dataset.n_train:,}", delta_color="off")
+    cols[0].metric("Data", data.dataset.name, f"N = {data.dataset.n_train:,}", delta_color="off", delta_arrow="off", border=True)
     cols[1].metric("Model", model.kind, "suggested" if state["model"]["source"] == "suggested" else "chosen",
-                   delta_color="off")
+                   delta_color="off", delta_arrow="off", border=True)
     clip = state["clip"].get("l2_norm_clip")
     cols[2].metric("Clip norm C", f"{clip:.3g}" if clip else "searched",
-                   "from the Clip norm page" if clip else "range on the Search page", delta_color="off")
-    cols[3].metric("Target ε", f"{state['search']['target_epsilon']:g}", state["search"]["mode"], delta_color="off")
+                   "from the Clip norm page" if clip else "range on the Search page", delta_color="off", delta_arrow="off", border=True)
+    cols[3].metric("Target ε", f"{state['search']['target_epsilon']:g}", state["search"]["mode"], delta_color="off", delta_arrow="off", border=True)
 
     st.subheader("Try it in one click")
     st.markdown(

@@ -1,6 +1,7 @@
 """Model: the suggested network, another built-in one, or an uploaded `.keras` file."""
 
 import streamlit as st
+import yaml
 
 from dptune.config import ACTIVATIONS, ModelSpec
 from dptune.ui import core, models_view
@@ -82,4 +83,4 @@ with core.guard("Model"):
     cols[3].metric("classes", dataset.num_classes)
     st.dataframe(summary.layers, hide_index=True)
     st.caption("Spec used by the search (YAML `model:`):")
-    st.json(spec.to_dict(), expanded=True)
+    st.code(yaml.safe_dump({"model": spec.to_dict()}, sort_keys=False), language="yaml")

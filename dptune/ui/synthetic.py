@@ -93,6 +93,10 @@ def populate_study(
             "epsilon_planned": epsilon,
             "delta": 1.0 / n_train**1.1,
             "sampling": "poisson",
+            "phase": "search",
+            "epochs_done": len(history),
+            "steps_planned": epochs * steps_per_epoch,
+            "steps_done": len(history) * steps_per_epoch,
         }
         if kind == "complete":
             attrs.update(
@@ -100,6 +104,9 @@ def populate_study(
                 seconds_per_step=seconds_per_step, examples_per_second=params["batch_size"] / seconds_per_step,
                 train_seconds=epochs * steps_per_epoch * seconds_per_step, device="CPU", gradient_path="layerwise",
             )
+        if kind == "pruned":
+            attrs["prune_reason"] = f"pruned after epoch {len(history)}: validation accuracy is below what the pruner keeps"
+            attrs.update(val_accuracy=history[-1]["val_accuracy"], epsilon_rdp=history[-1]["epsilon"])
         if kind == "failed":
             attrs["fail_reason"] = "TrainingError: the loss became NaN at step 12; lower the learning rate"
         state = {
@@ -141,10 +148,26 @@ def make_study(
     **kwargs: Any,
 ) -> optuna.Study:
     """Create a study with the documented study attrs and populate it."""
+    from dptune.search_spec import SearchSpec
+
     directions = ["maximize", "minimize", "minimize"] if mode == "pareto" else ["maximize"]
     study = optuna.create_study(storage=storage, study_name=name, directions=directions, load_if_exists=False)
+    spec = SearchSpec.from_dict({
+        "mode": mode,
+        "dataset": {"name": dataset_name, "builtin": dataset_name if dataset_name == "digits" else None,
+                    "fingerprint": fingerprint, "n_train": n_train},
+        "model": {"kind": "mlp", "hidden_units": [64]},
+        "target_epsilon": target_epsilon,
+        "n_trials": max(1, n_trials),
+        "ranges": {"noise_multiplier": [0.5, 4.0]} if mode != "budgeted" else {},
+        "pruner": "none" if mode != "budgeted" else "median",
+        "study_name": name,
+        "workspace": workspace,
+    })
     study.set_user_attr("mode", mode)
-    study.set_user_attr("search_spec", {"n_trials": n_trials, "target_epsilon": target_epsilon})
+    study.set_user_attr("search_spec", spec.to_dict())
+    study.set_user_attr("n_trials_planned", n_trials + kwargs.get("running", 0) + kwargs.get("failed", 0)
+                        + kwargs.get("pruned", 0))
     study.set_user_attr("dataset", {"name": dataset_name, "fingerprint": fingerprint, "n_train": n_train})
     study.set_user_attr("workspace", workspace)
     study.set_user_attr("target_epsilon", target_epsilon)

@@ -1,0 +1,163 @@
+"""dptune.plots: pure functions from trial data to Plotly figures."""
+
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dptune import plots
+from dptune.ui.adapters import trials_frame
+from dptune.ui.synthetic import make_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return make_study(optuna.storages.InMemoryStorage(), "plots", 30, running=2, failed=2, pruned=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def frame(study):
+    return trials_frame(study)
+
+
+def test_pareto_mask_keeps_exactly_the_non_dominated_points():
+    epsilon = [1.0, 2.0, 3.0, 2.0, 0.5, 3.0]
+    accuracy = [0.5, 0.7, 0.9, 0.6, 0.2, 0.8]
+    mask = plots.pareto_mask(epsilon, accuracy)
+    assert mask.tolist() == [True, True, True, False, True, False]
+    # brute force on random points
+    rng = np.random.default_rng(0)
+    eps, acc = rng.random(200), rng.random(200)
+    mask = plots.pareto_mask(eps, acc)
+    for i in range(200):
+        dominated = np.any((eps <= eps[i]) & (acc >= acc[i]) & ((eps < eps[i]) | (acc > acc[i])))
+        assert mask[i] == (not dominated)
+
+
+def test_pareto_mask_ignores_missing_values():
+    assert plots.pareto_mask([1.0, np.nan, 2.0], [0.5, 0.9, np.nan]).tolist() == [True, False, False]
+
+
+def test_best_within_budget_is_the_most_accurate_trial_within_the_target(frame):
+    done = plots.finished_trials(frame)
+    target = float(done["epsilon"].median())
+    best = plots.best_within_budget(frame, target)
+    within = done[done["epsilon"] <= target]
+    assert best == int(within.loc[within["val_accuracy"].idxmax(), "number"])
+    assert plots.best_within_budget(frame, 1e-9) is None
+    assert plots.best_within_budget(frame, None) == int(done.loc[done["val_accuracy"].idxmax(), "number"])
+
+
+def test_finished_trials_excludes_running_failed_and_pruned(frame):
+    done = plots.finished_trials(frame)
+    assert set(done["state"]) == {"COMPLETE"}
+    assert len(done) == 30
+
+
+def test_pareto_front_figure(frame):
+    figure = plots.pareto_front_figure(frame, target_epsilon=3.0, selected=int(frame["number"].iloc[0]))
+    assert isinstance(figure, go.Figure)
+    names = [trace.name for trace in figure.data]
+    assert names[:2] == ["trials", "Pareto front"]
+    trials = figure.data[0]
+    assert len(trials.x) == 30
+    assert sorted(int(n) for n in trials.customdata) == sorted(int(n) for n in plots.finished_trials(frame)["number"])
+    assert trials.marker.showscale  # coloured by training speed
+    assert "ε per trial" in figure.layout.xaxis.title.text
+    assert any("target ε" in (a.text or "") for a in figure.layout.annotations)
+    assert names[-1] == f"trial {int(frame['number'].iloc[0])}"  # the selected trial is ringed
+
+
+def test_pareto_front_of_no_finished_trial_says_so():
+    figure = plots.pareto_front_figure(pd.DataFrame(columns=["number", "state", "val_accuracy", "epsilon"]))
+    assert "No finished trial" in figure.layout.annotations[0].text
+
+
+def test_curve_figures_draw_a_line_per_highlighted_trial_and_one_for_the_rest(frame):
+    figure = plots.epsilon_curves_figure(frame, target_epsilon=3.0)
+    individual = [trace for trace in figure.data if trace.name and trace.name.startswith("trial ")]
+    assert len(individual) == plots.MAX_HIGHLIGHTED_CURVES
+    assert figure.data[0].name == "other trials"
+    assert any("(running)" in trace.name for trace in individual)  # running trials come first
+    # each highlighted curve is that trial's history (steps, epsilon)
+    trace = individual[0]
+    number = int(trace.name.split()[1])
+    history = frame.loc[frame["number"] == number, "history"].iloc[0]
+    assert list(trace.x) == [r["step"] for r in history]
+    assert list(trace.y) == [r["epsilon"] for r in history]
+    accuracy = plots.accuracy_curves_figure(frame, highlight=[number])
+    assert [t.name for t in accuracy.data][-1].startswith(f"trial {number}")
+    assert list(accuracy.data[-1].y) == [r["val_accuracy"] for r in history]
+
+
+def test_curves_without_history_say_so():
+    frame = pd.DataFrame({"number": [0], "state": ["RUNNING"], "history": [[]]})
+    assert "No epoch finished yet" in plots.epsilon_curves_figure(frame).layout.annotations[0].text
+
+
+def test_trial_progress_figure_grows_towards_the_planned_epochs():
+    history = [{"epoch": 1, "step": 10, "val_accuracy": 0.5, "epsilon": 1.0},
+               {"epoch": 2, "step": 20, "val_accuracy": 0.6, "epsilon": 1.4}]
+    figure = plots.trial_progress_figure(history, total_epochs=5, epsilon_planned=2.2, target_epsilon=3)
+    assert list(figure.data[0].y) == [0.5, 0.6]
+    assert list(figure.data[1].y) == [1.0, 1.4]
+    assert figure.layout.xaxis.range[1] > 5
+
+
+def test_parallel_coordinates_cover_the_hyperparameters(frame):
+    figure = plots.parallel_coordinates_figure(frame)
+    labels = [d.label for d in figure.data[0].dimensions]
+    for name in ("C (clip norm)", "σ (noise multiplier)", "m (microbatches)", "learning rate", "B (batch size)"):
+        assert any(name in label for label in labels), labels
+    assert labels[-1] == "val accuracy"
+    assert "log10 learning rate" in labels  # spans three decades
+
+
+def test_speed_against_microbatches(frame):
+    figure = plots.speed_vs_microbatches_figure(frame)
+    assert figure.layout.xaxis.type == "log"
+    assert len(figure.data[0].x) == int(frame["examples_per_second"].notna().sum())
+
+
+def test_param_importances_use_optunas_figure(study):
+    figure = plots.param_importances_figure(study.get_trials())
+    assert isinstance(figure, go.Figure)
+    assert set(figure.data[0].y) <= {"l2_norm_clip", "noise_multiplier", "num_microbatches", "learning_rate",
+                                     "batch_size"}
+    assert "Parameter importances need" in plots.param_importances_figure(study.get_trials()[:1]).layout.annotations[0].text
+
+
+def test_histograms_and_class_balance():
+    norms = np.random.default_rng(0).lognormal(0.0, 0.5, 500)
+    figure = plots.gradient_norm_histogram(norms, quantiles={0.5: 1.0, 0.9: 1.9}, clip_norm=1.2)
+    assert figure.layout.xaxis.type == "log"
+    assert {a.text for a in figure.layout.annotations} >= {"50%: 1", "90%: 1.9", "C = 1.2"}
+    edges = np.logspace(-6, 4, 101)
+    counts = np.zeros(102)
+    counts[61:64] = [10, 30, 5]
+    released = plots.clip_histogram_figure(counts, edges, quantiles={"0.5": 1.5, "0.75": 2.0, "0.9": 2.5},
+                                           clip_norm=2.0)
+    assert sum(released.data[0].y) == 45
+    assert "C = 2" in {a.text for a in released.layout.annotations}
+    balance = plots.class_balance_figure([0, 1, 1, 2, 2, 2], ["a", "b", "c"])
+    assert list(balance.data[0].y) == [1, 2, 3]
+
+
+def test_epsilon_captions_say_what_epsilon_covers():
+    assert "per trial" in plots.EPSILON_PER_TRIAL and "does not include" in plots.EPSILON_PER_TRIAL
+    assert "including the search" in plots.epsilon_with_search_caption(4.5, 1e-5)
+
+
+def test_500_trials_plot_fast():
+    study = make_study(optuna.storages.InMemoryStorage(), "big", 500, running=3, seed=2)
+    frame = trials_frame(study)
+    started = time.perf_counter()
+    for function in (plots.pareto_front_figure, plots.epsilon_curves_figure, plots.accuracy_curves_figure,
+                     plots.parallel_coordinates_figure, plots.speed_vs_microbatches_figure):
+        function(frame)
+    assert time.perf_counter() - started < 5.0

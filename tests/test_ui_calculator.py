@@ -1,0 +1,90 @@
+"""The sidebar accountant calculator (AppTest): the CLI's numbers, updated as inputs change."""
+
+import json
+
+import pytest
+
+from dptune import privacy
+from dptune.cli import main as cli_main
+from dptune.ui.testing import messages, open_page
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    path = tmp_path / "ws"
+    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
+    return path
+
+
+def sidebar_metrics(at):
+    return {m.label: m.value for m in at.metric}
+
+
+def cli_json(capsys, command):
+    args = command.split()[1:]  # drop "dptune"
+    assert cli_main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_calculator_is_in_the_sidebar(workspace):
+    # AppTest (Streamlit 1.67) drops the sidebar after AppTest.switch_page, so the other pages'
+    # sidebars are checked in the browser test (tests/test_browser_e2e.py).
+    at = open_page(workspace, "home")
+    assert {m.label for m in at.sidebar.metric} >= {"ε (RDP)", "ε (PLD)"}
+    assert {"ε (RDP)", "ε (PLD)", "σ for ε (RDP)", "σ for ε (PLD)"} <= set(sidebar_metrics(at))
+    assert at.number_input(key="calc-n").value == 1438  # N of the current dataset (digits)
+
+
+def test_calculator_matches_the_cli_and_the_accountant(workspace, capsys):
+    at = open_page(workspace, "home")
+    at.number_input(key="calc-b").set_value(64).run()
+    at.number_input(key="calc-s").set_value(0.9).run()
+    at.number_input(key="calc-e").set_value(3.0).run()
+    shown = sidebar_metrics(at)
+    report = privacy.compute_epsilon(1438, 64, 0.9, epochs=3.0, delta=None)
+    assert shown["ε (RDP)"] == f"{report.epsilon_rdp:.4g}"
+    assert shown["ε (PLD)"] == f"{report.epsilon_pld:.4g}"
+    command = [c.value for c in at.code if c.value.startswith("dptune epsilon")][0]
+    printed = cli_json(capsys, command)
+    assert f"{printed['epsilon_rdp']:.4g}" == shown["ε (RDP)"]
+    assert f"{printed['epsilon_pld']:.4g}" == shown["ε (PLD)"]
+    sigma = privacy.calibrate_noise_multiplier(3.0, 1438, 64, epochs=3.0, delta=None)
+    assert shown["σ for ε (RDP)"] == f"{sigma:.4g}"
+
+
+def test_microbatching_charges_half_sigma(workspace, capsys):
+    at = open_page(workspace, "home")
+    before = sidebar_metrics(at)["ε (RDP)"]
+    at.checkbox(key="calc-pe").set_value(False).run()
+    at.number_input(key="calc-m").set_value(8).run()
+    after = sidebar_metrics(at)["ε (RDP)"]
+    assert float(after) > float(before)
+    command = [c.value for c in at.code if c.value.startswith("dptune epsilon")][0]
+    assert "--microbatches 8" in command
+    assert f"{cli_json(capsys, command)['epsilon_rdp']:.4g}" == after
+    assert any("σ/2" in c.value for c in at.caption)
+
+
+def test_custom_delta_and_warning(workspace):
+    at = open_page(workspace, "home")
+    at.checkbox(key="calc-dd").set_value(False).run()
+    at.number_input(key="calc-d").set_value(0.01).run()
+    assert any("δ" in w or "delta" in w for w in [w.value for w in at.warning])
+    command = [c.value for c in at.code if c.value.startswith("dptune epsilon")][0]
+    assert "--delta 0.01" in command
+
+
+def test_batch_larger_than_n_is_an_error_not_a_crash(workspace):
+    at = open_page(workspace, "home")
+    at.number_input(key="calc-b").set_value(5000).run()
+    assert not at.exception
+    assert any("larger than N" in e.value for e in at.error)
+
+
+def test_unreachable_sigma_is_a_warning(workspace):
+    at = open_page(workspace, "home")
+    at.number_input(key="calc-t").set_value(0.01).run()
+    at.number_input(key="calc-e").set_value(1000.0).run()
+    at.number_input(key="calc-b").set_value(1438).run()
+    assert not at.exception
+    assert any("unreachable" in w.value for w in at.warning), messages(at)

@@ -1,0 +1,123 @@
+"""Search page (AppTest): settings change the spec, budget errors, start/stop, live monitor."""
+
+import json
+
+import optuna
+import pytest
+
+from dptune.ui import searching
+from dptune.ui.synthetic import make_study
+from dptune.ui.testing import messages, open_page, storage_url
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    path = tmp_path / "ws"
+    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
+    return path
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Record worker starts instead of starting processes."""
+    calls = []
+
+    def fake_start(workspace, study, **kwargs):
+        calls.append({"study": study, **kwargs})
+        return []
+
+    monkeypatch.setattr(searching, "start_workers", fake_start)
+    return calls
+
+
+def state(workspace):
+    return json.loads((workspace / "ui_state.json").read_text())["search"]
+
+
+def test_widgets_change_the_search_spec(workspace):
+    at = open_page(workspace, "search")
+    assert not at.exception and not at.error, messages(at)
+    at.radio(key="search-mode").set_value("pareto").run()
+    at.number_input(key="search-epsilon").set_value(2.0).run()
+    at.number_input(key="search-trials").set_value(7).run()
+    at.number_input(key="search-lr-low").set_value(0.05).run()
+    at.multiselect(key="search-microbatches").set_value([1, "per_example"]).run()
+    assert not at.exception and not at.error, messages(at)
+    saved = state(workspace)
+    assert saved["mode"] == "pareto" and saved["target_epsilon"] == 2.0 and saved["n_trials"] == 7
+    assert saved["learning_rate"][0] == 0.05 and saved["num_microbatches"] == [1, "per_example"]
+    shown = [c.value for c in at.code if "mode: pareto" in c.value]
+    assert shown and "target_epsilon: 2.0" in shown[0] and "noise_multiplier" in shown[0]
+
+
+def test_impossible_budget_is_an_error_and_start_is_disabled(workspace):
+    at = open_page(workspace, "search")
+    at.toggle(key="search-custom-delta").set_value(True).run()
+    at.number_input(key="search-delta").set_value(1e-15).run()
+    at.number_input(key="search-epsilon").set_value(0.01).run()
+    at.number_input(key="search-epochs-low").set_value(50).run()
+    at.number_input(key="search-epochs-high").set_value(50).run()
+    at.number_input(key="search-batch-low").set_value(1024).run()
+    at.number_input(key="search-batch-high").set_value(1024).run()
+    assert not at.exception
+    errors = messages(at)["error"]
+    assert any("Impossible budget" in e and "Raise the target" in e for e in errors), errors
+    assert at.button(key="search-start").disabled
+
+
+def test_delta_at_least_one_over_n_warns(workspace):
+    at = open_page(workspace, "search")
+    at.toggle(key="search-custom-delta").set_value(True).run()
+    at.number_input(key="search-delta").set_value(0.01).run()
+    assert any("δ" in w or "delta" in w for w in messages(at)["warning"]), messages(at)
+
+
+def test_low_above_high_is_explained(workspace):
+    at = open_page(workspace, "search")
+    at.number_input(key="search-lr-low").set_value(5.0).run()
+    assert any("learning-rate range" in e for e in messages(at)["error"]), messages(at)
+
+
+def test_start_creates_the_study_and_starts_workers(workspace, started):
+    at = open_page(workspace, "search")
+    at.number_input(key="search-trials").set_value(2).run()
+    at.number_input(key="search-workers").set_value(1).run()
+    at.button(key="search-start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert len(started) == 1 and started[0]["n_workers"] == 1
+    names = optuna.get_all_study_names(storage_url(workspace))
+    assert names == [started[0]["study"]]
+    study = optuna.load_study(study_name=names[0], storage=storage_url(workspace))
+    assert study.user_attrs["mode"] == "budgeted" and study.user_attrs["n_trials_planned"] == 2
+    assert json.loads((workspace / "ui_state.json").read_text())["study"] == names[0]
+    # the study is shown; its trials wait for workers
+    assert at.selectbox(key="search-study").value == names[0]
+    assert any("2 queued" in p.proto.text for p in at.get("progress"))
+
+
+def test_live_monitor_shows_running_trials_and_reasons(workspace):
+    workspace.mkdir(parents=True)
+    make_study(storage_url(workspace), "live", 3, running=1, failed=1, pruned=1, epochs=4)
+    at = open_page(workspace, "search")
+    assert not at.exception and not at.error, messages(at)
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any(t.startswith("3 of 6 trials done") or "3 finished" in t for t in texts), texts
+    assert any(t.startswith("trial 3 · epoch 2/4") for t in texts), texts
+    table = at.dataframe[0].value
+    reasons = " ".join(str(r) for r in table["reason"])
+    assert "NaN" in reasons and "pruned after epoch" in reasons
+    assert set(table["status"]) == {"finished", "failed", "pruned"}
+
+
+def test_stop_and_resume_call_the_worker_functions(workspace, monkeypatch, started):
+    workspace.mkdir(parents=True)
+    study = make_study(storage_url(workspace), "queued", 1)
+    study.enqueue_trial({})
+    stopped = []
+    monkeypatch.setattr(searching, "stop_workers", lambda ws, name: stopped.append(name) or [])
+    at = open_page(workspace, "search")
+    assert at.button(key="search-stop").disabled  # no worker alive
+    at.button(key="search-resume").click().run()
+    assert started and started[0]["study"] == "queued"

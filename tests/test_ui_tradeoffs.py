@@ -1,0 +1,60 @@
+"""Trade-offs page (AppTest): the plots, their ε captions, choosing a trial."""
+
+import optuna
+import pytest
+
+from dptune.ui.synthetic import make_study
+from dptune.ui.testing import messages, open_page, storage_url
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    path = tmp_path / "ws"
+    path.mkdir()
+    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
+    return path
+
+
+def test_no_study_yet_says_where_to_start(workspace):
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception and not at.error
+    assert any("No study yet" in i for i in messages(at)["info"])
+
+
+def test_plots_and_captions(workspace):
+    make_study(storage_url(workspace), "s", 25, running=1, failed=1, target_epsilon=3.0)
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception and not at.error, messages(at)
+    assert len(at.get("plotly_chart")) >= 6  # pareto, trial curves, ε, accuracy, parallel, importances, speed
+    captions = " ".join(c.value for c in at.caption)
+    assert "ε is per trial" in captions and "ε including the search" in captions
+    assert "ε per trial after each epoch" in captions
+    best = at.selectbox(key="trade-trial-s").value
+    assert "best within target ε" in at.selectbox(key="trade-trial-s").format_func(best)
+
+
+def test_choosing_a_trial_shows_it(workspace):
+    study = make_study(storage_url(workspace), "s", 10, target_epsilon=100.0)
+    at = open_page(workspace, "tradeoffs")
+    other = [t.number for t in study.trials if t.number != at.selectbox(key="trade-trial-s").value][0]
+    at.selectbox(key="trade-trial-s").set_value(other).run()
+    assert not at.exception
+    assert any(f"Trial {other}" in m.value for m in at.markdown)
+    accuracy = study.trials[other].user_attrs["val_accuracy"]
+    assert any(m.label == "val accuracy" and m.value == f"{accuracy:.4g}" for m in at.main.metric)
+
+
+def test_no_trial_within_the_target_is_a_warning(workspace):
+    make_study(storage_url(workspace), "s", 5, target_epsilon=0.01)
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception
+    assert any("No finished trial is within the target" in w for w in messages(at)["warning"])
+
+
+def test_nothing_finished_yet_is_a_warning(workspace):
+    make_study(storage_url(workspace), "s", 0, running=2)
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception and not at.error, messages(at)
+    assert any("No trial has finished yet" in w for w in messages(at)["warning"])
