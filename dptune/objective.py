@@ -289,7 +289,11 @@ def run_trial(
     """
     if train_fn is None:
         from dptune.dpsgd import train as train_fn
-    recorder = TrialRecorder(trial, config, model_spec, dataset.n_train, delta, phase, extra_epsilon)
+    try:
+        recorder = TrialRecorder(trial, config, model_spec, dataset.n_train, delta, phase, extra_epsilon)
+    except DPTuneError as error:  # e.g. a batch larger than the data
+        trial.set_user_attr("fail_reason", str(error))
+        raise TrialFailed(str(error)) from error
 
     def on_epoch_end(metrics: Any) -> None:
         recorder.epoch(metrics)
@@ -326,6 +330,17 @@ def refuse_surplus(trial: optuna.Trial) -> None:
     raise TrialFailed(SURPLUS_REASON)
 
 
+def config_or_fail(trial: optuna.Trial, make: Callable[[], DPSGDConfig]) -> DPSGDConfig:
+    """The trial's config; a user-level error while choosing it (e.g. a target ε that no
+    sigma reaches at the suggested batch size and epochs) fails this trial, not the study."""
+    try:
+        return make()
+    except DPTuneError as error:
+        trial.set_user_attr("fail_reason", f"no valid configuration: {error}")
+        trial.set_user_attr("device", _device())
+        raise TrialFailed(str(error)) from error
+
+
 def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn: TrainFn | None = None):
     """The Optuna objective for a study created by dptune.search.create_study."""
     if spec.mode == "recipe":
@@ -337,7 +352,7 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
         if not is_planned(trial):
             refuse_surplus(trial)
         trial.set_user_attr("sampler", spec.sampler)
-        config = suggest_config(trial, spec, dataset.n_train, delta)
+        config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta))
         result = run_trial(
             trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE,
             prune=spec.mode != "pareto", train_fn=train_fn,

@@ -41,6 +41,7 @@ from dptune.objective import (
     RECIPE_NOISE_PHASE,
     RECIPE_VERIFY_PHASE,
     TrainFn,
+    config_or_fail,
     is_planned,
     refuse_surplus,
     run_trial,
@@ -325,7 +326,7 @@ def make_recipe_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, t
         clip_epsilon = float(state.get("clip", {}).get("epsilon") or 0.0)
         if phase == RECIPE_NOISE_PHASE:
             trial.set_user_attr("sampler", spec.sampler)
-            config = suggest_config(trial, spec, dataset.n_train, delta)
+            config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta))
         else:
             trial.set_user_attr("sampler", "fixed")  # the recipe chose this config, not the sampler
             config = DPSGDConfig.from_dict(trial.user_attrs["planned_config"])

@@ -237,6 +237,7 @@ def run_queued_trials(
         counts = queue_counts(study)
         if counts["WAITING"]:
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            _release_models()
             ran += 1
             if on_trial_end is not None:
                 on_trial_end(study)
@@ -246,6 +247,16 @@ def run_queued_trials(
             continue
         break
     return ran
+
+
+def _release_models() -> None:
+    """Free the finished trial's Keras graph state, so a long-running worker does not grow."""
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except ImportError:
+        pass
 
 
 def configure_tensorflow_for_workers() -> None:

@@ -138,3 +138,14 @@ def test_load_study_errors(tmp_path):
     optuna.create_study(study_name="plain", storage=storage)
     with pytest.raises(ConfigError, match="not created by dptune"):
         load_study("plain", storage)
+
+
+def test_a_trial_whose_config_is_impossible_fails_alone(tmp_path):
+    """A target ε no sigma reaches at the suggested batch size fails that trial, with the reason."""
+    trainer = fake_trainer()
+    outcome = tune(spec_for(tmp_path, target_epsilon=0.001, n_trials=2), dataset=tiny_dataset(), progress=False,
+                   train_fn=trainer)
+    frame = trials_frame(outcome.study)
+    assert list(frame["state"]) == ["FAIL", "FAIL"] and trainer.calls["n"] == 0
+    assert all(reason.startswith("no valid configuration") for reason in frame["fail_reason"])
+    assert search_cost(outcome.study)["n_trials_charged"] == 0  # nothing trained
