@@ -4,8 +4,7 @@ The seed CNN (TF Privacy's MNIST tutorial) on 28x28x1 data, batch 250, C=1.5, si
   (a) non-private Keras 3 with SGD, the fastest of `train_on_batch` and a custom
       tf.function step, each with XLA on and off;
   (b) dptune per-example clipping (m=250), (c) m=25, (d) m=1, Poisson sampling as in
-      training (with XLA, padded chunks of B + 2 standard deviations of rows; without, the
-      exact sample);
+      training (padded chunks of B + 2 standard deviations of rows);
 each the median over timed steps after compilation, and its ratio to (a). Both XLA
 settings of dptune are measured; the ratio uses dptune's default setting for the device.
 
@@ -97,7 +96,7 @@ def dp_step(x, y, microbatches: int, jit_compile: bool):
     )
     model = build_model(ModelSpec("seed_cnn"), x.shape[1:], 10, seed=0)
     step_fn = DPSGDStep(model, make_optimizer(config), config, tf.constant(x), tf.constant(y), 1, jit_compile)
-    sampler = make_sampler("poisson", len(x), BATCH, microbatches, np.random.default_rng(0), padded=jit_compile)
+    sampler = make_sampler("poisson", len(x), BATCH, microbatches, np.random.default_rng(0))
     counter = iter(range(10**9))
     return lambda: step_fn.run(sampler.next_step(), next(counter))
 

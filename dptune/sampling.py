@@ -2,11 +2,9 @@
 
 `poisson`: every example joins a step independently with probability q = B/N (the
 Poisson subsampling the accountant assumes). The count is Binomial(N, q) and, given the
-count, the subset is uniform, which is the same distribution. Padded (for XLA, which
-compiles one program per shape): each chunk has a fixed number of rows, unused rows are
-padding (mask 0), and a step whose sample overflows one chunk is split over several
-chunks, so no sampled example is ever dropped. Unpadded (TensorFlow graphs without XLA
-take any batch size with one trace): one chunk of exactly the sampled examples.
+count, the subset is uniform, which is the same distribution. Each chunk has a fixed
+number of rows; unused rows are padding (mask 0). A step whose sample overflows one chunk
+is split over several chunks, so no sampled example is ever dropped.
 `shuffle`: fixed batches of exactly B from a stream of per-epoch permutations, as
 TF Privacy does; microbatch j holds consecutive positions, as TF Privacy's reshape does.
 """
@@ -39,9 +37,9 @@ def poisson_chunk_rows(n: int, batch_size: int, headroom_sd: float = 2.0) -> int
 
 class PoissonSampler:
     def __init__(self, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator,
-                 padded: bool = True, chunk_rows: int | None = None):
+                 chunk_rows: int | None = None):
         self.n, self.q, self.num_microbatches, self.rng = n, batch_size / n, num_microbatches, rng
-        self.chunk_rows = (chunk_rows or poisson_chunk_rows(n, batch_size)) if padded else None
+        self.chunk_rows = chunk_rows or poisson_chunk_rows(n, batch_size)
 
     def next_step(self) -> list[Chunk]:
         count = self.rng.binomial(self.n, self.q)
@@ -64,10 +62,7 @@ class ShuffleSampler:
         return _into_chunks(indices, self._microbatch, self.chunk_rows)
 
 
-def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int | None) -> list[Chunk]:
-    """Chunks of `rows` rows each (padded); rows=None: one chunk of exactly the sampled rows
-    (one padding row when nobody was sampled, so that the step still adds its noise)."""
-    rows = rows or max(len(indices), 1)
+def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int) -> list[Chunk]:
     chunks = []
     for start in range(0, max(len(indices), 1), rows):
         part = indices[start : start + rows]
@@ -82,8 +77,7 @@ def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int | None) 
     return chunks
 
 
-def make_sampler(sampling: str, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator,
-                 padded: bool = True):
+def make_sampler(sampling: str, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator):
     if sampling == "poisson":
-        return PoissonSampler(n, batch_size, num_microbatches, rng, padded=padded)
+        return PoissonSampler(n, batch_size, num_microbatches, rng)
     return ShuffleSampler(n, batch_size, num_microbatches, rng)

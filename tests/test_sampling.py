@@ -63,17 +63,3 @@ def test_shuffle_sampler_uses_every_example_once_per_epoch_in_fixed_batches():
     assert sorted(_sampled([c for step in epoch for c in step]).tolist()) == list(range(100))
     assert epoch[0][0].microbatch.tolist() == [i // 5 for i in range(20)]  # TF Privacy's reshape
 
-
-def test_unpadded_poisson_steps_are_one_chunk_of_exactly_the_sample():
-    padded = PoissonSampler(500, 50, 5, np.random.default_rng(6))
-    exact = PoissonSampler(500, 50, 5, np.random.default_rng(6), padded=False)
-    for _ in range(30):
-        padded_step, exact_step = padded.next_step(), exact.next_step()
-        assert len(exact_step) == 1 and exact_step[0].mask.all()
-        np.testing.assert_array_equal(_sampled(padded_step), exact_step[0].indices)
-
-
-def test_a_step_that_samples_nobody_still_has_one_masked_row():
-    sampler = PoissonSampler(10, 1, 1, np.random.default_rng(0), padded=False)
-    empty = next(step for step in iter(sampler.next_step, None) if not step[0].mask.any())
-    assert len(empty) == 1 and len(empty[0].mask) == 1
