@@ -73,7 +73,7 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         workspace=study.user_attrs.get("workspace"),
         options=spec_dataset.get("options") or {},
     )
-    clip = (study.user_attrs.get("recipe") or {}).get("clip")
+    clip = _clip_selection(study.user_attrs)
     microbatched = not config.per_example
     charged = config.noise_multiplier / 2 if microbatched else config.noise_multiplier
     accountant: dict[str, Any] = {
@@ -128,6 +128,21 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         search=search,
         versions=package_versions(),
     )
+
+
+def _clip_selection(study_attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """How C was chosen, when that cost privacy (recipe quantile, or a private C chosen
+    before the search); None when C cost nothing."""
+    from dptune.objective import study_clip_epsilon
+
+    recipe = (study_attrs.get("recipe") or {}).get("clip")
+    if recipe:
+        return recipe
+    epsilon = study_clip_epsilon(study_attrs)
+    if epsilon <= 0:
+        return None
+    ui = study_attrs.get("ui_clip_selection") or {}
+    return {"source": ui.get("source", "private"), "quantile": ui.get("quantile"), "epsilon": epsilon}
 
 
 def export_trial(storage: str, study_name: str, output: str | os.PathLike, *, trial_number: int | None = None,

@@ -49,23 +49,60 @@ class TrialFailed(Exception):
 @functools.lru_cache(maxsize=256)
 def calibrated_noise_multiplier(
     target_epsilon: float, n_train: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
-    epsilon_includes_search_cost: bool = False, trials: tuple | None = None,
+    epsilon_includes_search_cost: bool = False, trials: tuple | None = None, clip_epsilon: float = 0.0,
 ) -> float:
     """sigma that makes one trial's RDP ε hit `target_epsilon` (budgeted mode).
 
-    With `epsilon_includes_search_cost`, the target is the cost of the whole search instead
-    (dptune.search_cost.calibrate_search), `trials` = TrialCount.to_dict() as a tuple.
+    clip_epsilon: ε already spent choosing C privately; the target then bounds the run
+    composed with that selection. With `epsilon_includes_search_cost`, the target bounds the
+    whole search instead (dptune.search_cost.calibrate_search_noise), `trials` being
+    TrialCount.to_dict() as a sorted tuple of items.
     """
     if epsilon_includes_search_cost:
         from dptune.search_cost import calibrate_search_noise
 
         return calibrate_search_noise(
             target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
-            trials=dict(trials),
+            trials=dict(trials), clip_epsilon=clip_epsilon,
+        )
+    if clip_epsilon > 0:
+        from dptune.search_cost import calibrate_with_clip_selection
+
+        return calibrate_with_clip_selection(
+            target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
+            clip_epsilon=clip_epsilon,
         )
     return privacy.calibrate_noise_multiplier(
         target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched
     )
+
+
+def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
+    """ε spent choosing C privately, composed into every trial of the study: the recipe's
+    own quantile, else the spec's `clip_selection_epsilon`, else what the dashboard's Clip
+    norm page recorded (`ui_clip_selection`)."""
+    recipe = (study_attrs.get("recipe") or {}).get("clip")
+    if recipe:
+        return float(recipe.get("epsilon") or 0.0)
+    spec = study_attrs.get("search_spec") or {}
+    if spec.get("clip_selection_epsilon"):
+        return float(spec["clip_selection_epsilon"])
+    ui = study_attrs.get("ui_clip_selection") or {}
+    return float(ui.get("epsilon_spent") or ui.get("epsilon") or 0.0)
+
+
+def total_with_clip(n_train: int, delta: float, clip_epsilon: float):
+    """extra_epsilon for run_trial: (config, steps) -> RDP ε of the run composed with the
+    clip selection (None when sigma = 0)."""
+    from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+
+    def extra(config: DPSGDConfig, steps: int) -> float | None:
+        if config.noise_multiplier == 0 or steps <= 0:
+            return None
+        run = TrainingPrivacy(n_train, config.batch_size, config.noise_multiplier, steps, not config.per_example)
+        return epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
+
+    return extra
 
 
 # ---------------------------------------------------------------------------- suggestions
@@ -88,8 +125,10 @@ def suggest_microbatches(trial: optuna.Trial, choices: tuple, batch_size: int) -
     return batch_size if choice == PER_EXAMPLE else min(int(choice), batch_size)
 
 
-def suggest_config(trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: float) -> DPSGDConfig:
-    """The DP-SGD config of a search trial, for the spec's mode."""
+def suggest_config(trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: float,
+                   clip_epsilon: float = 0.0) -> DPSGDConfig:
+    """The DP-SGD config of a search trial, for the spec's mode (clip_epsilon: see
+    calibrated_noise_multiplier)."""
     ranges = spec.ranges
     base = spec.base_config()
     if spec.mode == "recipe":
@@ -117,6 +156,7 @@ def suggest_config(trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: f
             spec.target_epsilon, n_train, batch_size, float(epochs), delta, microbatches < batch_size,
             spec.epsilon_includes_search_cost,
             tuple(sorted(_trials_key(spec).items())) if spec.epsilon_includes_search_cost else None,
+            float(clip_epsilon),
         )
     return base.replace(
         l2_norm_clip=clip,
@@ -352,13 +392,17 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
         if not is_planned(trial):
             refuse_surplus(trial)
         trial.set_user_attr("sampler", spec.sampler)
-        config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta))
+        clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
+        config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta, clip_epsilon))
         result = run_trial(
             trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE,
             prune=spec.mode != "pareto", train_fn=train_fn,
+            extra_epsilon=total_with_clip(dataset.n_train, delta, clip_epsilon) if clip_epsilon > 0 else None,
         )
         if spec.mode == "pareto":
-            return float(result.val_accuracy), float(result.epsilon_rdp), float(result.train_seconds)
+            epsilon = trial.user_attrs.get("epsilon_total")  # with the clip selection, if any
+            return float(result.val_accuracy), float(epsilon if epsilon is not None else result.epsilon_rdp), \
+                float(result.train_seconds)
         return float(result.val_accuracy)
 
     return objective

@@ -20,6 +20,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from dptune import privacy
+from dptune.objective import study_clip_epsilon
 from dptune.search_cost import TrainingPrivacy, naive_search_epsilon, repeat_and_select_epsilon
 from dptune.search_spec import PER_EXAMPLE, SearchSpec
 
@@ -176,7 +177,7 @@ def _run_of(trial: FrozenTrial, n_train: int) -> TrainingPrivacy | None:
     )
 
 
-def _candidate_runs(spec: SearchSpec, n_train: int, delta: float) -> list[TrainingPrivacy]:
+def _candidate_runs(spec: SearchSpec, n_train: int, delta: float, clip_epsilon: float = 0.0) -> list[TrainingPrivacy]:
     """Every privacy curve a trial of a budgeted search with fixed B and epochs can have:
     one per microbatch choice (per-example or microbatched, each with its calibrated sigma)."""
     from dptune.objective import _trials_key, calibrated_noise_multiplier
@@ -191,6 +192,7 @@ def _candidate_runs(spec: SearchSpec, n_train: int, delta: float) -> list[Traini
         sigma = calibrated_noise_multiplier(
             spec.target_epsilon, n_train, batch_size, epochs, delta, microbatched, spec.epsilon_includes_search_cost,
             tuple(sorted(_trials_key(spec).items())) if spec.epsilon_includes_search_cost else None,
+            float(clip_epsilon),
         )
         runs[microbatched] = TrainingPrivacy(n_train, batch_size, sigma, steps, microbatched)
     return list(runs.values())
@@ -227,14 +229,14 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
         if trial.state == TrialState.COMPLETE:
             total = _total_epsilon(trial)
             per_trial.append(math.inf if total is None else total)
-    clip = (study.user_attrs.get("recipe") or {}).get("clip") or {}
-    clip_epsilon = float(clip.get("epsilon") or 0.0)
+    clip_epsilon = study_clip_epsilon(study.user_attrs)
     naive = naive_search_epsilon(runs, delta, clip_epsilon=clip_epsilon) if runs else 0.0
     notes = []
     repeat = None
     if spec.n_trials.random and spec.mode == "budgeted":
-        candidates = _candidate_runs(spec, n_train, delta)
-        repeat = repeat_and_select_epsilon(candidates, spec.n_trials.mean, spec.n_trials.accountant_shape, delta)
+        candidates = _candidate_runs(spec, n_train, delta, clip_epsilon)
+        repeat = repeat_and_select_epsilon(candidates, spec.n_trials.mean, spec.n_trials.accountant_shape, delta,
+                                           clip_epsilon=clip_epsilon)
         notes.append(
             f"the number of trials was drawn from a {spec.n_trials.distribution.replace('_', ' ')} distribution "
             f"(mean {spec.n_trials.mean:g}); releasing only the selected trial costs ε = {repeat:.3g} "

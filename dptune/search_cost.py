@@ -115,15 +115,26 @@ def naive_search_epsilon(runs: Iterable[TrainingPrivacy], delta: float, *, clip_
 
 
 def repeat_and_select_epsilon(
-    runs: TrainingPrivacy | list[TrainingPrivacy], mean: float, shape: float, delta: float
+    runs: TrainingPrivacy | list[TrainingPrivacy], mean: float, shape: float, delta: float, *,
+    clip_epsilon: float = 0.0,
 ) -> float:
     """RDP ε of running a random number of trials (mean `mean`; shape inf = Poisson,
     1 = geometric, else truncated negative binomial) and releasing only the best one
     (`privacy.search_cost_repeat_and_select`; several candidate runs are bounded by the
-    order-wise maximum of their RDP curves)."""
+    order-wise maximum of their RDP curves). With `clip_epsilon`, the clip-norm selection
+    made before the search is composed with it (one dp_accounting event, same RDP orders)."""
     runs = [runs] if isinstance(runs, TrainingPrivacy) else list(runs)
     if any(run.noise_multiplier == 0 for run in runs):
         return math.inf
+    if clip_epsilon > 0:
+        # the most costly candidate bounds every candidate (RDP is monotone in the charged sigma
+        # at the fixed q and steps such a search requires)
+        worst = min(runs, key=lambda run: run.charged_noise_multiplier)
+        event = dp_accounting.ComposedDpEvent([
+            dp_accounting.RepeatAndSelectDpEvent(worst.event(), float(mean), float(shape)),
+            clip_selection_event(clip_epsilon),
+        ])
+        return _rdp_epsilon(event, delta)[0]
     trials = [run.accountant_trial() for run in runs]
     if math.isinf(shape):
         cost = privacy.search_cost_repeat_and_select(trials, delta=delta, distribution="poisson", mean_trials=mean)
@@ -134,26 +145,27 @@ def repeat_and_select_epsilon(
     return float(cost.epsilon)
 
 
-def search_epsilon(run: TrainingPrivacy, trials: dict[str, Any], delta: float) -> float:
+def search_epsilon(run: TrainingPrivacy, trials: dict[str, Any], delta: float, *, clip_epsilon: float = 0.0) -> float:
     """ε of the whole search when every trial is `run`: n-fold composition for a fixed
-    number of trials, repeat-and-select for a random one."""
+    number of trials, repeat-and-select for a random one (plus the clip selection once)."""
     if trials.get("distribution", "fixed") == "fixed":
-        return naive_search_epsilon([run] * int(trials["n"]), delta)
+        return naive_search_epsilon([run] * int(trials["n"]), delta, clip_epsilon=clip_epsilon)
     shape = math.inf if trials["distribution"] == "poisson" else float(trials["shape"])
-    return repeat_and_select_epsilon(run, trials["mean"], shape, delta)
+    return repeat_and_select_epsilon(run, trials["mean"], shape, delta, clip_epsilon=clip_epsilon)
 
 
 def calibrate_search_noise(
     target_epsilon: float, n_train: int, batch_size: int, *, epochs: float, delta: float, microbatched: bool,
-    trials: dict[str, Any], tolerance: float = 0.01,
+    trials: dict[str, Any], tolerance: float = 0.01, clip_epsilon: float = 0.0,
 ) -> float:
-    """sigma such that the whole search (every trial with this sigma) costs at most
-    `target_epsilon`, and at least (1 - tolerance) of it. Raises PrivacyError if no sigma
-    up to 1e4 does."""
+    """sigma such that the whole search (every trial with this sigma, plus the clip-norm
+    selection) costs at most `target_epsilon`, and at least (1 - tolerance) of it. Raises
+    PrivacyError if no sigma up to 1e4 does."""
     steps = privacy.num_steps(n_train, batch_size, epochs)
 
     def cost(sigma: float) -> float:
-        return search_epsilon(TrainingPrivacy(n_train, batch_size, sigma, steps, microbatched), trials, delta)
+        run = TrainingPrivacy(n_train, batch_size, sigma, steps, microbatched)
+        return search_epsilon(run, trials, delta, clip_epsilon=clip_epsilon)
 
     return _bisect_sigma(cost, target_epsilon, tolerance, what="the whole search")
 

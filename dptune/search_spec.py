@@ -10,6 +10,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
     n_trials: 20                   # or {distribution: poisson, mean: 20}
                                    # or {distribution: truncated_negative_binomial, mean: 20, shape: 1}
     epsilon_includes_search_cost: false
+    clip_selection_epsilon: 0      # ε already spent choosing C privately (composed into every trial)
     ranges:                        # [low, high] (log scale), a single value fixes it
       l2_norm_clip: [0.1, 10]
       learning_rate: [0.01, 1.0]
@@ -354,6 +355,7 @@ class SearchSpec:
     delta: float | None = None
     n_trials: TrialCount = field(default_factory=TrialCount)
     epsilon_includes_search_cost: bool = False
+    clip_selection_epsilon: float = 0.0
     ranges: SearchRanges | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
     sampler: str = "tpe"
@@ -370,6 +372,9 @@ class SearchSpec:
     def __post_init__(self) -> None:
         string(self.mode, "mode", choices=MODES)
         number(self.target_epsilon, "target_epsilon", low=0, low_open=True)
+        number(self.clip_selection_epsilon, "clip_selection_epsilon", low=0)
+        if self.mode == "recipe" and self.clip_selection_epsilon:
+            raise ConfigError("clip_selection_epsilon: the recipe chooses C itself (recipe.clip_epsilon)")
         if self.delta is not None:
             number(self.delta, "delta", low=0, high=1, low_open=True, high_open=True)
         if self.ranges is None:
@@ -482,6 +487,7 @@ class SearchSpec:
             "delta": self.delta,
             "n_trials": self.n_trials.to_dict(),
             "epsilon_includes_search_cost": self.epsilon_includes_search_cost,
+            "clip_selection_epsilon": self.clip_selection_epsilon,
             "ranges": self.ranges.to_dict(),
             "fixed": dict(self.fixed),
             "sampler": self.sampler,
@@ -521,6 +527,8 @@ class SearchSpec:
             kwargs["epsilon_includes_search_cost"] = boolean(
                 values["epsilon_includes_search_cost"], "epsilon_includes_search_cost"
             )
+        if values.get("clip_selection_epsilon") is not None:
+            kwargs["clip_selection_epsilon"] = number(values["clip_selection_epsilon"], "clip_selection_epsilon", low=0)
         if values.get("ranges") is not None:
             kwargs["ranges"] = SearchRanges.from_dict(values["ranges"], defaults=default_ranges(mode))
         if values.get("fixed") is not None:

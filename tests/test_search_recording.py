@@ -149,3 +149,37 @@ def test_a_trial_whose_config_is_impossible_fails_alone(tmp_path):
     assert list(frame["state"]) == ["FAIL", "FAIL"] and trainer.calls["n"] == 0
     assert all(reason.startswith("no valid configuration") for reason in frame["fail_reason"])
     assert search_cost(outcome.study)["n_trials_charged"] == 0  # nothing trained
+
+
+def test_a_clip_norm_chosen_privately_before_the_search_is_in_every_total(tmp_path):
+    """clip_selection_epsilon (e.g. the dashboard's private histogram): budgeted trials are
+    calibrated so that training composed with it meets the target, and the cost shows it."""
+    trainer = fake_trainer()
+    outcome = tune(spec_for(tmp_path, n_trials=2, clip_selection_epsilon=0.3), dataset=tiny_dataset(),
+                   progress=False, train_fn=trainer)
+    for trial in outcome.study.get_trials(states=(TrialState.COMPLETE,)):
+        a = trial.user_attrs
+        assert a["epsilon_rdp"] < a["epsilon_total"] <= 4.0
+        assert a["epsilon_total"] >= 0.98 * 4.0
+    cost = search_cost(outcome.study)
+    assert cost["clip_selection_epsilon"] == 0.3
+    from dptune.export import run_config_from_trial
+
+    exported = run_config_from_trial(outcome.study, best_trial_within(outcome.study))
+    assert exported.accountant["clip_norm_selection"]["epsilon"] == 0.3
+    assert exported.accountant["epsilon_total"] > exported.epsilon
+
+
+def test_tune_resumes_from_the_spec_stored_in_the_study(tmp_path):
+    """What the dashboard does for the recipe: write the study's own search_spec as YAML and
+    run `dptune tune --config` on it; it resumes the same study."""
+    import yaml
+
+    from dptune.search_spec import load_search_spec
+
+    trainer = fake_trainer()
+    first = tune(spec_for(tmp_path, n_trials=2), dataset=tiny_dataset(), progress=False, train_fn=trainer)
+    path = tmp_path / "stored.yaml"
+    path.write_text(yaml.safe_dump(first.study.user_attrs["search_spec"], sort_keys=False))
+    again = tune(load_search_spec(path), progress=False, train_fn=trainer)
+    assert again.study.study_name == first.study.study_name and again.trials_run == 0
