@@ -76,15 +76,19 @@ def _conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
 MATERIALIZE_BYTES = 256 * 2**20
 
 
-def _materializing_fits(rows: tf.Tensor, delta: tf.Tensor) -> bool:
-    """Per-example kernel gradients [P, K, C] within MATERIALIZE_BYTES.
+def _use_ghost_norms(rows_shape, outputs: int) -> bool:
+    """Norms from Gram matrices (cost T²(K+C) per example; Li et al. 2022) rather than from
+    materialized per-example gradients (T·K·C, and P·K·C floats of memory)."""
+    batch, positions, inputs = rows_shape
+    too_big = (batch or 1024) * inputs * outputs * 4 > MATERIALIZE_BYTES
+    return too_big or positions * (inputs + outputs) < inputs * outputs
 
-    For inputs with positions (T > 1: conv patches, sequences), materializing costs T·K·C per
-    example and makes the clipped sum nearly free, while ghost norms cost T²(K+C) and still
-    need a T·K·C weighted sum; so materialize unless memory forbids it.
-    """
-    rows_count = rows.shape[0] or 1024
-    return rows_count * rows.shape[2] * delta.shape[2] * 4 <= MATERIALIZE_BYTES
+
+def _ghost_squared_norms(rows: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+    """‖A_iᵀ D_i‖²_F = Σ_{t,s} (A_i A_iᵀ)_{ts} (D_i D_iᵀ)_{ts}; any fixed order of A's columns."""
+    gram_rows = tf.matmul(rows, rows, transpose_b=True)
+    gram_delta = tf.matmul(delta, delta, transpose_b=True)
+    return tf.reduce_sum(gram_rows * gram_delta, [1, 2])
 
 
 class _DenseTap:
@@ -99,22 +103,27 @@ class _DenseTap:
     def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
         """A_iᵀ D_i for each example, [P, K, C] (computed once)."""
         if self._per_example is None:
-            self._per_example = tf.einsum("ptk,ptc->pkc", self.rows, delta)
+            self._per_example = tf.matmul(self.rows, delta, transpose_a=True)
         return self._per_example
 
+    def _gram_rows(self) -> tf.Tensor:
+        return self.rows
+
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
-        rows = self.rows
-        if rows.shape[1] == 1:
-            return tf.reduce_sum(tf.square(rows), [1, 2]) * tf.reduce_sum(tf.square(delta), [1, 2])
-        if _materializing_fits(rows, delta):
-            return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
-        gram_rows = tf.matmul(rows, rows, transpose_b=True)  # ghost norms (Li et al. 2022)
-        gram_delta = tf.matmul(delta, delta, transpose_b=True)
-        return tf.reduce_sum(gram_rows * gram_delta, [1, 2])
+        """‖A_iᵀ D_i‖²_F for each example, [P]."""
+        if self.layer_rows_shape()[1] == 1:
+            return tf.reduce_sum(tf.square(self.rows), [1, 2]) * tf.reduce_sum(tf.square(delta), [1, 2])
+        if self._per_example is None and _use_ghost_norms(self.layer_rows_shape(), delta.shape[-1]):
+            return _ghost_squared_norms(self._gram_rows(), delta)
+        return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+
+    def layer_rows_shape(self) -> tuple:
+        return tuple(self.rows.shape)
 
     def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+        """Σ_i weights_i A_iᵀ D_i, [K, C]."""
         if self._per_example is not None:
-            return tf.einsum("p,pkc->kc", weights, self._per_example)
+            return tf.tensordot(weights, self._per_example, axes=1)
         rows = tf.reshape(self.rows, [-1, self.rows.shape[-1]])
         weighted = tf.reshape(delta * weights[:, None, None], [-1, delta.shape[-1]])
         return tf.matmul(rows, weighted, transpose_a=True)
@@ -123,7 +132,11 @@ class _DenseTap:
 class _Conv2DTap(_DenseTap):
     """A Conv2D call. Per-example kernel gradients come from one depthwise-convolution
     filter gradient with the examples as channels when the input has one channel (no
-    patches needed), else from the input patches as rows, like a Dense layer."""
+    patches needed); otherwise norms come from ghost norms over the input patches (taken
+    in any order: space-to-depth blocks when the stride divides the kernel, which is far
+    faster than extract_patches) and the clipped sum from the ordinary filter gradient of
+    the reweighted output gradients, or from materialized per-example gradients when
+    those are cheaper."""
 
     def __init__(self, layer: keras.layers.Conv2D, x: tf.Tensor):
         self.layer, self.x = layer, x
@@ -137,6 +150,13 @@ class _Conv2DTap(_DenseTap):
             self._rows = _conv_patches(self.layer, self.x)
         return self._rows
 
+    def layer_rows_shape(self) -> tuple:
+        kh, kw = self.layer.kernel_size
+        return (self.x.shape[0], self.z.shape[1] * self.z.shape[2], kh * kw * self.x.shape[-1])
+
+    def _gram_rows(self) -> tf.Tensor:
+        return _unordered_conv_patches(self.layer, self.x, self._out_hw())
+
     def _conv_args(self) -> dict:
         return {"strides": [1, *self.layer.strides, 1], "padding": self.layer.padding.upper()}
 
@@ -145,8 +165,7 @@ class _Conv2DTap(_DenseTap):
             kh, kw = self.layer.kernel_size
             batch = tf.shape(self.x)[0]
             images = tf.transpose(self.x[..., 0], [1, 2, 0])[None]  # [1, H, W, P]
-            out_grad = tf.reshape(self._delta_images(delta), [batch, -1, delta.shape[-1]])
-            out_grad = tf.transpose(tf.reshape(out_grad, [batch, *self._out_hw(), -1]), [1, 2, 0, 3])
+            out_grad = tf.transpose(self._delta_images(delta), [1, 2, 0, 3])
             out_grad = tf.reshape(out_grad, [1, *self._out_hw(), -1])  # [1, Ho, Wo, P·C]
             grads = tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
                 images, [kh, kw, batch, delta.shape[-1]], out_grad, **self._conv_args()
@@ -161,7 +180,7 @@ class _Conv2DTap(_DenseTap):
         return tf.reshape(delta, [tf.shape(delta)[0], *self._out_hw(), delta.shape[-1]])
 
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
-        if self.x.shape[-1] == 1:
+        if self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
             return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
         return super().kernel_squared_norms(delta)
 
@@ -172,6 +191,25 @@ class _Conv2DTap(_DenseTap):
         return tf.compat.v1.nn.conv2d_backprop_filter(
             self.x, self.layer.kernel.shape, weighted, dilations=[1, *self.layer.dilation_rate, 1], **self._conv_args()
         )
+
+
+def _unordered_conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor, out_hw: tuple[int, int]) -> tf.Tensor:
+    """The patches of `_conv_patches` with their K values in another fixed order.
+
+    With stride s dividing the kernel size k, a k×k stride-s window is (k/s)² adjacent
+    blocks of space_to_depth(x, s), so the patches are (k/s)² contiguous slices.
+    """
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    if layer.dilation_rate != (1, 1) or sh != sw or sh < 2 or kh % sh or kw % sw:
+        return _conv_patches(layer, x)
+    (out_h, out_w), (height, width) = out_hw, x.shape[1:3]
+    need_h, need_w = (out_h - 1) * sh + kh, (out_w - 1) * sw + kw
+    if layer.padding == "same":
+        pad_h, pad_w = max(need_h - height, 0), max(need_w - width, 0)
+        x = tf.pad(x, [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]])
+    blocks = tf.nn.space_to_depth(x[:, :need_h, :need_w, :], sh)
+    parts = [blocks[:, a : a + out_h, b : b + out_w, :] for a in range(kh // sh) for b in range(kw // sw)]
+    return tf.reshape(tf.concat(parts, -1), [tf.shape(x)[0], out_h * out_w, kh * kw * x.shape[-1]])
 
 
 def _tapped_call(layer: keras.layers.Layer, x: tf.Tensor, taps: list) -> tf.Tensor:
