@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import socket
 import traceback
 from typing import Any, Callable
 
@@ -242,6 +244,7 @@ class TrialRecorder:
         self.history: list[dict[str, Any]] = []
         self.extra_epsilon = extra_epsilon
         trial.set_user_attr("phase", phase)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("model_spec", model_spec.to_dict())
         trial.set_user_attr("total_epochs", config.epochs)

@@ -31,6 +31,7 @@ FRAME_COLUMNS = [
     # beyond the contract's list:
     "epsilon_total", "epsilon_planned", "val_loss", "rdp_order", "delta", "optimizer", "sampling", "seed",
     "gradient_path", "prune_reason", "retry_of", "values", "datetime_start", "datetime_complete", "sampler",
+    "worker",
 ]
 KILLED_REASON = "stopped without a result: its worker was killed or lost (no heartbeat for the grace period)"
 EPSILON_SLACK = 1e-9
@@ -122,6 +123,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
             "sampler": attrs.get("sampler"),
+            "worker": attrs.get("worker"),
         })
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
