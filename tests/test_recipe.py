@@ -136,3 +136,20 @@ def test_recipe_on_digits_reaches_the_target_and_reports_predicted_vs_actual(tmp
     cost = study.user_attrs["search_cost"]
     assert cost["naive_composition_finite"] is False  # the non-private baseline
     assert "baseline" in cost["note"]
+
+
+def test_clip_norm_from_a_fixed_value_or_a_public_dataset_costs_nothing(tmp_path):
+    from dptune.data import builtin_dataset
+    from dptune.recipe import select_clip_norm
+    from dptune.search_spec import SearchSpec
+
+    base = {"mode": "recipe", "dataset": {"builtin": "digits"}, "model": {"kind": "mlp", "hidden_units": [16]},
+            "target_epsilon": 3.0, "workspace": str(tmp_path)}
+    digits = builtin_dataset("digits")
+    fixed = select_clip_norm(SearchSpec.from_dict({**base, "recipe": {"clip_norm": 1.5}}), digits)
+    assert (fixed.source, fixed.l2_norm_clip, fixed.epsilon) == ("fixed", 1.5, 0.0)
+    proxy = {"builtin": "digits", "options": {"seed": 1}}  # another split stands in for public data
+    public = select_clip_norm(SearchSpec.from_dict({**base, "recipe": {"clip_dataset": proxy, "clip_epsilon": 0,
+                                                                       "profile_examples": 300}}), digits)
+    assert public.source == "public" and public.epsilon == 0.0 and public.examples == 300
+    assert public.quantiles["0.5"] <= public.l2_norm_clip <= public.quantiles["0.9"]
