@@ -87,7 +87,10 @@ class DPSGDConfig:
     sampling: "poisson" (each example joins a step with probability B/N; what the
         accountant assumes) or "shuffle" (fixed batches of a per-epoch permutation, as
         TF Privacy does; accounted as Poisson, as TF Privacy does).
-    seed: fixes initial weights, sampling, microbatch assignment and noise.
+    seed: fixes initial weights, sampling, microbatch assignment and noise, so a run can be
+        reproduced exactly; None draws them from the operating system's entropy. A model
+        that is released should be trained with seed None: noise that others can recompute
+        from a published seed protects nothing.
     """
 
     l2_norm_clip: float = 1.0
@@ -99,7 +102,7 @@ class DPSGDConfig:
     optimizer: str = "sgd"
     momentum: float = 0.9
     sampling: str = "poisson"
-    seed: int = 0
+    seed: int | None = 0
 
     def __post_init__(self) -> None:
         _require(
@@ -139,7 +142,10 @@ class DPSGDConfig:
                 f"with sampling 'shuffle', num_microbatches ({self.num_microbatches}) must divide "
                 f"batch_size ({self.batch_size}), as in TF Privacy",
             )
-        _require(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        _require(
+            self.seed is None or (_is_int(self.seed) and self.seed >= 0),
+            f"seed must be an integer >= 0 or null (fresh secret randomness), got {self.seed!r}",
+        )
 
     @property
     def per_example(self) -> bool:

@@ -204,7 +204,7 @@ class DPSGDStep:
 
 
 def _evaluator(model: keras.Model):
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def logits_of(x):
         return model(x, training=False)
 

@@ -180,6 +180,9 @@ class Reproduction:
             f"  epsilon (RDP, order {r.rdp_order}) = {_fmt(r.epsilon_rdp)}, epsilon (PLD) = {_fmt(r.epsilon_pld)} "
             f"at delta = {r.delta:.3g} ({r.steps} steps)",
         ]
+        if t.seed is not None:
+            out.append(f"  note: seed {t.seed} makes this run's noise recomputable from this file; to release the "
+                       "model, train it with `seed: null` (fresh, secret noise; accuracy then varies within noise)")
         if self.epsilon_total != r.epsilon_rdp:
             out.append(f"  epsilon with the clip-norm selection (RDP) = {_fmt(self.epsilon_total)}")
         if self.epsilon_matches is not None:

@@ -248,3 +248,11 @@ def test_xla_with_padded_chunks_trains_the_same_model_as_plain_graphs(digits):
     compiled = train(digits, spec, config, jit_compile=True)
     np.testing.assert_allclose(_flat(_weights(plain.model)), _flat(_weights(compiled.model)), rtol=1e-3, atol=1e-5)
     assert plain.epsilon_rdp == compiled.epsilon_rdp
+
+
+def test_seed_none_draws_fresh_secret_randomness(digits):
+    config = DPSGDConfig(num_microbatches=32, batch_size=32, epochs=1, seed=None)
+    first = train(digits, ModelSpec("logreg"), config)
+    second = train(digits, ModelSpec("logreg"), config)
+    assert not np.array_equal(_flat(_weights(first.model)), _flat(_weights(second.model)))
+    assert first.epsilon_rdp == second.epsilon_rdp
