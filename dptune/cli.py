@@ -163,77 +163,39 @@ def _epsilon_statement(report: Any, microbatches: int | None, delta_is_default: 
 # --------------------------------------------------------------------------------------------
 
 
-def _add_tune_parser(subparsers: argparse._SubParsersAction) -> None:
-    from dptune.tune_commands import add_tune_arguments
-
-    parser = subparsers.add_parser(
-        "tune",
-        help="run a search headless (recipe, budgeted or pareto) from a search YAML",
-        description="Create (or resume) an Optuna study from a search YAML and run its trials, with a progress bar.",
-    )
-    add_tune_arguments(parser)
-    parser.set_defaults(handler=_run_tune)
-
-
-def _run_tune(args: argparse.Namespace) -> int:
-    from dptune.tune_commands import handle_tune
-
-    return handle_tune(args)
-
-
-def _add_worker_parser(subparsers: argparse._SubParsersAction) -> None:
-    from dptune.tune_commands import add_worker_arguments
-
-    parser = subparsers.add_parser(
-        "worker",
-        help="run queued trials of a study (start several, on one or many machines)",
-        description="Take trials from a study's queue until none is left; heartbeats let a killed worker's "
+# name: (help, description); arguments `add_<name>_arguments` and handler `handle_<name>`
+# live in dptune.tune_commands, imported only when the command runs (TensorFlow is heavy).
+SEARCH_COMMANDS = {
+    "tune": (
+        "run a search headless (recipe, budgeted or pareto) from a search YAML",
+        "Create (or resume) an Optuna study from a search YAML and run its trials, with a progress bar.",
+    ),
+    "worker": (
+        "run queued trials of a study (start several, on one or many machines)",
+        "Take trials from a study's queue until none is left; heartbeats let a killed worker's "
         "trial be failed and re-queued.",
-    )
-    add_worker_arguments(parser)
-    parser.set_defaults(handler=_run_worker)
+    ),
+    "export": (
+        "write a trial (default: the best within the target epsilon) as run YAML",
+        "Export a trial's config, epsilon, metrics and the search's cost as YAML for `dptune train`.",
+    ),
+    "train": (
+        "train the run a YAML describes; print its metrics and epsilon",
+        "Reproduce an exported run: same data (by fingerprint), model, config and seed; same epsilon.",
+    ),
+}
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    from dptune.tune_commands import handle_worker
+def _search_command_adder(name: str) -> Callable[[argparse._SubParsersAction], None]:
+    def add(subparsers: argparse._SubParsersAction) -> None:
+        from dptune import tune_commands
 
-    return handle_worker(args)
+        help_text, description = SEARCH_COMMANDS[name]
+        parser = subparsers.add_parser(name, help=help_text, description=description)
+        getattr(tune_commands, f"add_{name}_arguments")(parser)
+        parser.set_defaults(handler=lambda args: getattr(tune_commands, f"handle_{name}")(args))
 
-
-def _add_export_parser(subparsers: argparse._SubParsersAction) -> None:
-    from dptune.tune_commands import add_export_arguments
-
-    parser = subparsers.add_parser(
-        "export",
-        help="write a trial (default: the best within the target epsilon) as run YAML",
-        description="Export a trial's config, epsilon, metrics and the search's cost as YAML for `dptune train`.",
-    )
-    add_export_arguments(parser)
-    parser.set_defaults(handler=_run_export)
-
-
-def _run_export(args: argparse.Namespace) -> int:
-    from dptune.tune_commands import handle_export
-
-    return handle_export(args)
-
-
-def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
-    from dptune.tune_commands import add_train_arguments
-
-    parser = subparsers.add_parser(
-        "train",
-        help="train the run a YAML describes; print its metrics and epsilon",
-        description="Reproduce an exported run: same data (by fingerprint), model, config and seed; same epsilon.",
-    )
-    add_train_arguments(parser)
-    parser.set_defaults(handler=_run_train)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from dptune.tune_commands import handle_train
-
-    return handle_train(args)
+    return add
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,10 +205,7 @@ def _run_train(args: argparse.Namespace) -> int:
 # One adder per subcommand; `tune`, `worker`, `export`, `train` are added here the same way.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_epsilon_parser,
-    _add_tune_parser,
-    _add_worker_parser,
-    _add_export_parser,
-    _add_train_parser,
+    *(_search_command_adder(name) for name in SEARCH_COMMANDS),
 ]
 
 
