@@ -248,15 +248,16 @@ class LayerwiseGradients:
             self.loss_sum = tf.reduce_sum(per_example_losses(logits, labels) * mask)
         dzs = tape.gradient(self.loss_sum, [tap.z for tap in self.taps])
         self.deltas = [tf.reshape(dz, [tf.shape(dz)[0], -1, dz.shape[-1]]) for dz in dzs]
+        self.bias_grads = [tf.reduce_sum(delta, 1) for delta in self.deltas]  # per example, [P, C]
         self.variables = model.trainable_variables
 
     def squared_norms(self) -> tf.Tensor:
         """‖∇L_i‖² over all trainable parameters, shape [P]."""
         total = 0.0
-        for tap, delta in zip(self.taps, self.deltas):
+        for tap, delta, bias in zip(self.taps, self.deltas, self.bias_grads):
             total += tap.kernel_squared_norms(delta)
             if tap.layer.use_bias:
-                total += tf.reduce_sum(tf.square(tf.reduce_sum(delta, 1)), 1)
+                total += tf.reduce_sum(tf.square(bias), 1)
         return total
 
     def _by_variable(self, kernels, biases, leading: list) -> list[tf.Tensor]:
@@ -270,14 +271,13 @@ class LayerwiseGradients:
     def weighted_sum(self, weights: tf.Tensor) -> list[tf.Tensor]:
         """Σ_i weights_i ∇L_i for every trainable variable (in model.trainable_variables order)."""
         kernels = [tap.weighted_kernel(weights, delta) for tap, delta in zip(self.taps, self.deltas)]
-        biases = [tf.einsum("p,ptc->c", weights, delta) for delta in self.deltas]
+        biases = [tf.tensordot(weights, bias, axes=1) for bias in self.bias_grads]
         return self._by_variable(kernels, biases, [])
 
     def per_example(self) -> list[tf.Tensor]:
         """∇L_i for every example and variable: tensors of shape [P, *variable.shape]."""
         kernels = [tap.per_example_kernel(delta) for tap, delta in zip(self.taps, self.deltas)]
-        biases = [tf.reduce_sum(delta, 1) for delta in self.deltas]
-        return self._by_variable(kernels, biases, [-1])
+        return self._by_variable(kernels, self.bias_grads, [-1])
 
 
 class GenericGradients:
