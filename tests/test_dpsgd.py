@@ -256,3 +256,12 @@ def test_seed_none_draws_fresh_secret_randomness(digits):
     second = train(digits, ModelSpec("logreg"), config)
     assert not np.array_equal(_flat(_weights(first.model)), _flat(_weights(second.model)))
     assert first.epsilon_rdp == second.epsilon_rdp
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="TensorFlow sees no GPU here")
+def test_training_runs_on_the_gpu_when_there_is_one(digits):
+    config = DPSGDConfig(num_microbatches=32, batch_size=32, epochs=1)
+    result = train(digits, ModelSpec("mlp", hidden_units=(16,)), config)
+    assert result.device.startswith("GPU")
+    assert "GPU" in result.model.trainable_variables[0].value.device
