@@ -80,6 +80,19 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
 
 
+def _log_vline(figure: go.Figure, x: float, text: str, *, colour: str, dash: str | None = None, width: float = 1.5,
+               row: int = 0) -> None:
+    """A vertical line at `x` on a log-scale x axis, labelled at the top.
+
+    (Plotly places the annotation of `add_vline` at x in axis units, i.e. log10(x) on a log
+    axis; the label is added separately at log10(x). `row` staggers labels that are close.)"""
+    figure.add_vline(x=float(x), line_dash=dash, line_color=colour, line_width=width)
+    figure.add_annotation(
+        x=math.log10(float(x)), y=1.0, xref="x", yref="paper", text=text, showarrow=False,
+        yanchor="bottom", yshift=2 + 16 * row, font={"color": colour, "size": 12},
+    )
+
+
 def message_figure(message: str, *, height: int = 260) -> go.Figure:
     """An empty figure that says why there is nothing to plot yet."""
     figure = go.Figure()
@@ -236,9 +249,16 @@ def pareto_front_figure(
             annotation_text=f"target ε = {target_epsilon:g}",
             annotation_position="top",
         )
+    finite = eps[np.isfinite(eps)]
+    if finite.size and (finite.max() - finite.min()) <= 0.02 * max(abs(finite.max()), 1e-12):
+        # budgeted mode: every trial spends (almost) the target ε; widen the axis around it
+        centre = float(np.median(finite))
+        span = max(0.1 * abs(centre), 1e-3)
+        figure.update_xaxes(range=[centre - span, centre + span])
     figure.update_layout(
         height=height,
         xaxis_title="ε per trial (lower is more private)",
+        xaxis_tickformat=".3~g",
         yaxis_title="validation accuracy",
         legend={"orientation": "h", "y": -0.2},
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
@@ -253,7 +273,7 @@ def _history_records(history: Any) -> list[dict[str, Any]]:
     return [dict(item) for item in history if isinstance(item, Mapping)]
 
 
-def _highlighted(frame: pd.DataFrame, highlight: Iterable[int] | None) -> list[int]:
+def highlighted_trials(frame: pd.DataFrame, highlight: Iterable[int] | None = None) -> list[int]:
     """Trials drawn individually: those asked for, else running ones and the most accurate."""
     if highlight is not None:
         return [int(n) for n in highlight][:MAX_HIGHLIGHTED_CURVES]
@@ -283,7 +303,7 @@ def _curves_figure(
 ) -> go.Figure:
     if frame is None or len(frame) == 0 or "history" not in frame:
         return message_figure(empty_message)
-    chosen = _highlighted(frame, highlight)
+    chosen = highlighted_trials(frame, highlight)
     chosen_set = set(chosen)
     figure = go.Figure()
     other_x: list[Any] = []
@@ -306,7 +326,7 @@ def _curves_figure(
         return message_figure(empty_message)
     if other_x:
         figure.add_trace(
-            go.Scattergl(
+            go.Scatter(  # one SVG path for all of them (WebGL is slow without a GPU)
                 x=other_x,
                 y=other_y,
                 mode="lines",
@@ -315,7 +335,8 @@ def _curves_figure(
                 hoverinfo="skip",
             )
         )
-    for number in chosen:
+    colours = plots_colorway()
+    for position, number in enumerate(chosen):
         if number not in individual:
             continue
         xs, ys, state = individual[number]
@@ -325,7 +346,8 @@ def _curves_figure(
                 y=ys,
                 mode="lines+markers",
                 name=f"trial {number} ({state.lower()})",
-                line={"dash": "dot" if state == "RUNNING" else "solid"},
+                line={"dash": "dot" if state == "RUNNING" else "solid", "color": colours[position % len(colours)]},
+                marker={"color": colours[position % len(colours)]},
                 hovertemplate=f"trial {number}<br>{x_title} %{{x}}<br>{y_title} %{{y:.4g}}<extra></extra>",
             )
         )
@@ -344,9 +366,16 @@ def epsilon_curves_figure(
     *,
     highlight: Iterable[int] | None = None,
     target_epsilon: float | None = None,
+    accountant_curves: Mapping[int, Sequence[tuple[int, float]]] | None = None,
     height: int = 380,
 ) -> go.Figure:
-    """ε (RDP, per trial) after each epoch against the number of DP-SGD steps done."""
+    """ε (RDP, per trial) against the number of DP-SGD steps.
+
+    Markers: the ε each trial recorded after each epoch (the live accountant). Lines: the
+    accountant's curve over every step of the trial's planned run, for the highlighted
+    trials whose curve is given in `accountant_curves` ({trial number: [(step, ε), ...]},
+    e.g. from `dptune.privacy.epsilon_curve`), so a running trial shows where it is going.
+    """
     figure = _curves_figure(
         frame,
         x_key="step",
@@ -357,11 +386,35 @@ def epsilon_curves_figure(
         empty_message="No epoch finished yet: ε curves grow here epoch by epoch.",
         height=height,
     )
+    if accountant_curves:
+        named = {trace.name.split()[1]: index for index, trace in enumerate(figure.data)
+                 if trace.name and trace.name.startswith("trial ")}
+        for number, curve in accountant_curves.items():
+            index = named.get(str(number))
+            if index is None or not curve:
+                continue
+            colour = figure.data[index].line.color
+            figure.data[index].mode = "markers"
+            figure.data[index].marker.size = 8
+            steps, values = zip(*curve)
+            figure.add_trace(
+                go.Scatter(
+                    x=list(steps), y=list(values), mode="lines", line={"color": colour, "width": 1.5},
+                    name=f"trial {number}: accountant, planned run", showlegend=False,
+                    hovertemplate=f"trial {number} (planned)<br>step %{{x}}<br>ε %{{y:.4g}}<extra></extra>",
+                )
+            )
     if target_epsilon is not None and len(figure.data):
         figure.add_hline(
             y=float(target_epsilon), line_dash="dash", line_color="#555", annotation_text=f"target ε = {target_epsilon:g}"
         )
     return figure
+
+
+def plots_colorway() -> list[str]:
+    import plotly.colors
+
+    return list(plotly.colors.qualitative.Plotly)
 
 
 def accuracy_curves_figure(
@@ -545,23 +598,18 @@ def gradient_norm_histogram(
         )
     else:
         figure.add_trace(go.Bar(x=[values[0]], y=[values.size], name="examples", marker_color="#90a4ae"))
-    for level, value in sorted((quantiles or {}).items()):
-        figure.add_vline(
-            x=float(value), line_dash="dot", line_color="#1565c0",
-            annotation_text=f"{level * 100:.0f}%: {value:.3g}", annotation_position="top",
-        )
+    for row, (level, value) in enumerate(sorted((quantiles or {}).items())):
+        _log_vline(figure, value, f"{level * 100:.0f}%: {value:.3g}", colour="#1565c0", dash="dot", row=row)
     if clip_norm is not None:
-        figure.add_vline(
-            x=float(clip_norm), line_width=3, line_color="#c62828",
-            annotation_text=f"C = {clip_norm:.3g}", annotation_position="bottom right",
-        )
+        _log_vline(figure, clip_norm, f"C = {clip_norm:.3g}", colour="#c62828", width=3,
+                   row=len(quantiles or {}))
     figure.update_layout(
         height=height,
         xaxis={"title": {"text": "per-example gradient L2 norm (log scale)"}, "type": "log"},
         yaxis_title="examples",
         bargap=0.02,
         showlegend=False,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        margin={"l": 10, "r": 10, "t": 80, "b": 10},
     )
     return figure
 
@@ -598,10 +646,16 @@ def clip_histogram_figure(
     if counts.size != edges.size + 1 or edges.size < 2:
         return message_figure("No histogram to show.")
     inner = np.maximum(counts[1:-1], 0.0)
-    mass = np.flatnonzero(inner > (0.5 if noisy else 0.0))
+    # the range drawn: bins holding at least 2% of the largest count (post-processing of the
+    # released counts; the Laplace noise in empty bins far away is not drawn)
+    mass = np.flatnonzero(inner >= max(0.02 * inner.max(), 0.5 if noisy else 1e-12))
     if mass.size == 0:
         return message_figure("The released histogram is empty (all counts drowned in the noise).")
-    low, high = max(0, mass[0] - 2), min(inner.size - 1, mass[-1] + 2)
+    low, high = max(0, mass[0] - 3), min(inner.size - 1, mass[-1] + 3)
+    marks = [float(v) for v in (quantiles or {}).values()] + ([float(clip_norm)] if clip_norm else [])
+    if marks:  # one decade either side of the quantiles and C (noise in far-away bins is not drawn)
+        low = max(low, int(np.searchsorted(edges, min(marks) / 10.0, side="right")) - 1, 0)
+        high = min(high, int(np.searchsorted(edges, max(marks) * 10.0, side="left")), inner.size - 1)
     left, right = edges[low : high + 1], edges[low + 1 : high + 2]
     centres = np.sqrt(left * right)
     figure = go.Figure(
@@ -612,22 +666,18 @@ def clip_histogram_figure(
         )
     )
     colours = {"0.5": "#1565c0", "0.75": "#6a1b9a", "0.9": "#00838f"}
-    for level, value in sorted(((float(k), v) for k, v in (quantiles or {}).items())):
-        figure.add_vline(
-            x=float(value), line_dash="dot", line_color=colours.get(str(level), "#1565c0"),
-            annotation_text=f"{level * 100:.0f}%: {value:.3g}", annotation_position="top",
-        )
+    levels = sorted((float(k), float(v)) for k, v in (quantiles or {}).items())
+    for row, (level, value) in enumerate(levels):
+        _log_vline(figure, value, f"{level * 100:.0f}%: {value:.3g}", colour=colours.get(str(level), "#1565c0"),
+                   dash="dot", row=row)
     if clip_norm is not None:
-        figure.add_vline(
-            x=float(clip_norm), line_width=3, line_color="#c62828",
-            annotation_text=f"C = {clip_norm:.3g}", annotation_position="bottom right",
-        )
+        _log_vline(figure, clip_norm, f"C = {clip_norm:.3g}", colour="#c62828", width=3, row=len(levels))
     figure.update_layout(
         height=height,
         xaxis={"title": {"text": "per-example gradient L2 norm of the initial model (log scale)"}, "type": "log"},
         yaxis_title="examples (noisy counts)" if noisy else "examples",
         bargap=0.02,
         showlegend=False,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        margin={"l": 10, "r": 10, "t": 80, "b": 10},
     )
     return figure

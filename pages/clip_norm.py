@@ -3,8 +3,9 @@
 import streamlit as st
 
 from dptune import plots
-from dptune.ui import clip_view, core
+from dptune.ui import clip_view, core, shell
 
+shell.frame("Clip norm")
 st.title("Clip norm C")
 st.caption(
     "DP-SGD clips each example's gradient to L2 norm C. Too small a C throws away signal; too large a C means "
@@ -22,7 +23,10 @@ with core.guard("Clip norm"):
     method = st.radio("How to choose C", list(methods), format_func=methods.get, horizontal=True,
                       index=list(methods).index(clip.get("method", "private")), key="clip-method")
     if method != clip.get("method"):
-        clip = core.update_state("clip", method=method)["clip"]
+        changes = {"method": method}
+        if method == "manual":  # a C read off the private histogram is not a C typed in
+            changes.update(l2_norm_clip=1.0, selection=None)
+        clip = core.update_state("clip", **changes)["clip"]
 
     if method == "private":
         left, mid, right = st.columns(3)

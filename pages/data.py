@@ -6,8 +6,9 @@ import streamlit as st
 
 from dptune import plots
 from dptune.data import BUILTIN_DATASETS
-from dptune.ui import core, datasets
+from dptune.ui import core, datasets, shell
 
+shell.frame("Data")
 st.title("Data")
 st.caption(
     "The examples DP-SGD trains on. N, the number of training examples, sets the sampling rate q = B/N that "

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from dptune import plots
-from dptune.ui import core, exporting, trial_view
+from dptune.ui import core, exporting, shell, trial_view
 
+shell.frame("Export")
 st.title("Export")
 st.caption(
     "One YAML file with the TF Privacy keys (l2_norm_clip, noise_multiplier, num_microbatches, learning_rate, "

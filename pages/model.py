@@ -4,8 +4,9 @@ import streamlit as st
 import yaml
 
 from dptune.config import ACTIVATIONS, ModelSpec
-from dptune.ui import core, models_view
+from dptune.ui import core, models_view, shell
 
+shell.frame("Model")
 st.title("Model")
 st.caption(
     "DP-SGD adds noise of the same size to every parameter, so smaller models often do better under a tight "

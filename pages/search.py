@@ -6,9 +6,10 @@ import streamlit as st
 import yaml
 
 from dptune import privacy
-from dptune.ui import core, live, searching, specs
+from dptune.ui import core, live, searching, shell, specs
 from dptune.ui.workers import list_workers
 
+shell.frame("Search")
 st.title("Search")
 st.caption(
     "Each trial trains the model once with DP-SGD in a worker process (never in this app), records its accuracy "

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from dptune import plots
-from dptune.ui import core, trial_view
+from dptune.ui import core, shell, trial_view
 
+shell.frame("Trade-offs")
 st.title("Trade-offs")
 
 with core.guard("Trade-offs"):
@@ -60,27 +61,39 @@ with core.guard("Trade-offs"):
                 core.update_state("selected", study=name, trial=number)
                 st.switch_page("pages/export.py")
 
-    tabs = st.tabs(["ε vs steps", "Accuracy per epoch", "Parallel coordinates", "Importances", "Speed vs m"])
-    highlight = None
+    # Lazy tabs: only the open tab's figure is built and sent (parallel coordinates draw with
+    # WebGL, slow without a GPU; importances are a fit) - keeps the page fast at 500 trials.
+    labels = ["ε vs steps", "Accuracy per epoch", "Parallel coordinates", "Importances", "Speed vs m"]
+    tabs = st.tabs(labels, key="trade-tabs", on_change="rerun")
     with tabs[0]:
-        st.plotly_chart(plots.epsilon_curves_figure(frame, target_epsilon=target), key="trade-eps")
-        st.caption("ε per trial after each epoch, by the RDP accountant at the study's δ, as the worker recorded it "
-                   "(the live accountant): each curve ends at that trial's ε. It does not include the cost of the search.")
+        if tabs[0].open is not False:
+            shown = plots.highlighted_trials(frame)
+            st.plotly_chart(plots.epsilon_curves_figure(frame, target_epsilon=target,
+                                                        accountant_curves=trial_view.accountant_curves(snapshot, shown)),
+                            key="trade-eps")
+            st.caption("ε per trial against DP-SGD steps, by the RDP accountant at the study's δ: markers are what each "
+                       "worker recorded after every epoch (the live accountant), lines the accountant's curve over the "
+                       f"trial's whole planned run ({len(shown)} trials drawn: running ones and the most accurate; the "
+                       "others in grey). It does not include the cost of the search.")
     with tabs[1]:
-        st.plotly_chart(plots.accuracy_curves_figure(frame), key="trade-acc")
-        st.caption("Validation accuracy after each epoch (running trials dotted). No privacy cost is shown here; "
-                   "each trial's ε is per trial (see the ε curves).")
+        if tabs[1].open is not False:
+            st.plotly_chart(plots.accuracy_curves_figure(frame), key="trade-acc")
+            st.caption("Validation accuracy after each epoch (running trials dotted). No privacy cost is shown here; "
+                       "each trial's ε is per trial (see the ε curves).")
     with tabs[2]:
-        st.plotly_chart(plots.parallel_coordinates_figure(frame), key="trade-parallel")
-        st.caption("One line per finished trial over C, σ, m, learning rate, batch size and epochs, coloured by "
-                   "validation accuracy. Drag along an axis to filter. ε is per trial (not shown here; in budgeted "
-                   "mode every trial has the target ε).")
+        if tabs[2].open is not False:
+            st.plotly_chart(plots.parallel_coordinates_figure(frame), key="trade-parallel")
+            st.caption("One line per finished trial over C, σ, m, learning rate, batch size and epochs, coloured by "
+                       "validation accuracy. Drag along an axis to filter. ε is per trial (not shown here; in budgeted "
+                       "mode every trial has the target ε).")
     with tabs[3]:
-        st.plotly_chart(core.importances_figure(name, snapshot), key="trade-importance")
-        st.caption("Optuna's PED-ANOVA importances of the searched hyperparameters for validation accuracy "
-                   "(parameters fixed in the search do not appear). Per-trial results only; no ε is involved.")
+        if tabs[3].open is not False:
+            st.plotly_chart(core.importances_figure(name, snapshot), key="trade-importance")
+            st.caption("Optuna's PED-ANOVA importances of the searched hyperparameters for validation accuracy "
+                       "(parameters fixed in the search do not appear). Per-trial results only; no ε is involved.")
     with tabs[4]:
-        st.plotly_chart(plots.speed_vs_microbatches_figure(frame), key="trade-speed")
-        st.caption("Training speed (examples per second, compilation excluded) against the number of microbatches m: "
-                   "per-example clipping (m = B) costs time, m < B is faster but the accountant charges σ/2 (more "
-                   "ε per trial for the same σ). ε is per trial.")
+        if tabs[4].open is not False:
+            st.plotly_chart(plots.speed_vs_microbatches_figure(frame), key="trade-speed")
+            st.caption("Training speed (examples per second, compilation excluded) against the number of "
+                       "microbatches m: per-example clipping (m = B) costs time, m < B is faster but the accountant "
+                       "charges σ/2 (more ε per trial for the same σ). ε is per trial.")

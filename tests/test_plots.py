@@ -161,3 +161,22 @@ def test_500_trials_plot_fast():
                      plots.parallel_coordinates_figure, plots.speed_vs_microbatches_figure):
         function(frame)
     assert time.perf_counter() - started < 5.0
+
+
+def test_epsilon_curves_with_the_accountants_planned_run(frame):
+    number = plots.highlighted_trials(frame)[0]
+    curve = [(step, 0.01 * step) for step in range(0, 200, 10)]
+    figure = plots.epsilon_curves_figure(frame, accountant_curves={number: curve})
+    recorded = next(t for t in figure.data if t.name and t.name.startswith(f"trial {number} ("))
+    planned = next(t for t in figure.data if t.name == f"trial {number}: accountant, planned run")
+    assert recorded.mode == "markers" and planned.mode == "lines"
+    assert planned.line.color == recorded.line.color
+    assert list(planned.x) == [s for s, _ in curve]
+
+
+def test_pareto_axis_is_readable_when_every_trial_spends_the_target():
+    frame = pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE"] * 3, "val_accuracy": [0.7, 0.8, 0.75],
+                          "epsilon": [2.9999998, 3.0, 2.9999999], "examples_per_second": [1e4, 2e4, 3e4]})
+    figure = plots.pareto_front_figure(frame, target_epsilon=3.0)
+    low, high = figure.layout.xaxis.range
+    assert low <= 2.8 and high >= 3.2

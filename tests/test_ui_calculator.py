@@ -26,11 +26,10 @@ def cli_json(capsys, command):
     return json.loads(capsys.readouterr().out)
 
 
-def test_calculator_is_in_the_sidebar(workspace):
-    # AppTest (Streamlit 1.67) drops the sidebar after AppTest.switch_page, so the other pages'
-    # sidebars are checked in the browser test (tests/test_browser_e2e.py).
-    at = open_page(workspace, "home")
-    assert {m.label for m in at.sidebar.metric} >= {"ε (RDP)", "ε (PLD)"}
+@pytest.mark.parametrize("page", ["home", "data", "model", "clip_norm", "search", "tradeoffs", "export"])
+def test_calculator_is_in_the_sidebar_of_every_page(workspace, page):
+    at = open_page(workspace, page)
+    assert {m.label for m in at.sidebar.metric} >= {"ε (RDP)", "ε (PLD)", "σ for ε (RDP)", "σ for ε (PLD)"}
     assert {"ε (RDP)", "ε (PLD)", "σ for ε (RDP)", "σ for ε (PLD)"} <= set(sidebar_metrics(at))
     assert at.number_input(key="calc-n").value == 1438  # N of the current dataset (digits)
 

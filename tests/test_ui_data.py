@@ -54,7 +54,7 @@ def test_choosing_another_builtin_changes_the_dataset_spec(workspace):
     assert not at.exception and not at.error
     assert metric(at, "classes") == "2"
     assert saved_state(workspace)["dataset"]["builtin"] == "breast_cancer"
-    at.switch_page("pages/home.py").run()
+    at.switch_page("app.py").run()
     assert next(m.value for m in at.main.metric if m.label == "Data") == "breast_cancer"
 
 

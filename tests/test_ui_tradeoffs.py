@@ -27,10 +27,19 @@ def test_plots_and_captions(workspace):
     make_study(storage_url(workspace), "s", 25, running=1, failed=1, target_epsilon=3.0)
     at = open_page(workspace, "tradeoffs")
     assert not at.exception and not at.error, messages(at)
-    assert len(at.get("plotly_chart")) >= 6  # pareto, trial curves, ε, accuracy, parallel, importances, speed
+    assert len(at.get("plotly_chart")) == 3  # pareto, the trial's curves, ε vs steps (the open tab)
     captions = " ".join(c.value for c in at.caption)
     assert "ε is per trial" in captions and "ε including the search" in captions
-    assert "ε per trial after each epoch" in captions
+    assert "ε per trial against DP-SGD steps" in captions
+    expected = {"Accuracy per epoch": "Validation accuracy after each epoch",
+                "Parallel coordinates": "One line per finished trial", "Importances": "PED-ANOVA",
+                "Speed vs m": "examples per second"}
+    for label, caption in expected.items():
+        at.session_state["trade-tabs"] = label
+        at.run()
+        assert not at.exception and not at.error, messages(at)
+        assert len(at.get("plotly_chart")) == 3, label
+        assert caption in " ".join(c.value for c in at.caption), label
     best = at.selectbox(key="trade-trial-s").value
     assert "best within target ε" in at.selectbox(key="trade-trial-s").format_func(best)
 

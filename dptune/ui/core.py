@@ -157,26 +157,40 @@ def storage() -> optuna.storages.BaseStorage:
 
 
 def study_names() -> list[str]:
-    """dptune studies in the workspace storage, newest first."""
-    summaries = optuna.get_all_study_summaries(storage(), include_best_trial=False)
-    ordered = sorted(
-        summaries,
-        key=lambda s: (s.datetime_start is not None, s.datetime_start or 0, s._study_id),
-        reverse=True,
-    )
-    return [s.study_name for s in ordered if "mode" in s.user_attrs]
+    """dptune studies in the workspace storage (those with a `mode` attribute), newest first.
+
+    Reads the studies' attributes only, never their trials."""
+    studies = storage().get_all_studies()
+    return [s.study_name for s in sorted(studies, key=lambda s: s._study_id, reverse=True) if "mode" in s.user_attrs]
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _study(name: str, url: str) -> optuna.Study:
+    # One Study object per name and process: its storage cache keeps finished trials (they
+    # never change), so every later read fetches only the unfinished and the new trials.
+    return optuna.load_study(study_name=name, storage=_storage(url))
 
 
 def load_study(name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage())
+    """The study `name` (cached; its finished trials are read from the storage once)."""
+    from dptune.errors import ConfigError
+
+    try:
+        return _study(name, workspace().storage_url)
+    except KeyError:
+        raise ConfigError(f"there is no study {name!r} in {workspace().storage_url}; pick another one") from None
+
+
+def counts_of(trials: Any) -> dict[str, int]:
+    counts = {state.name: 0 for state in optuna.trial.TrialState}
+    for trial in trials:
+        counts[trial.state.name] += 1
+    return counts
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials per state by COUNT queries (cheap, even with thousands of trials)."""
-    counts = {}
-    for state in optuna.trial.TrialState:
-        counts[state.name] = study._storage.get_n_trials(study._study_id, state=state)
-    return counts
+    """Trials per state (from the study's cached trials: only unfinished ones are re-read)."""
+    return counts_of(study.get_trials(deepcopy=False))
 
 
 @dataclass(frozen=True)
@@ -192,21 +206,20 @@ class StudySnapshot:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _snapshot(name: str, url: str, version: tuple) -> StudySnapshot:
+def _snapshot(name: str, url: str, version: tuple, _study: Any, _trials: tuple, _attrs: dict) -> StudySnapshot:
     from dptune.ui.adapters import trials_frame
 
-    study = optuna.load_study(study_name=name, storage=_storage(url))
-    trials = tuple(study.get_trials(deepcopy=False))
-    frame = trials_frame(_CachedStudy(study, trials))
-    return StudySnapshot(name, dict(study.user_attrs), trials, frame, dict(version[0]), time.time())
+    frame = trials_frame(_CachedStudy(_study, _trials))
+    return StudySnapshot(name, _attrs, _trials, frame, counts_of(_trials), time.time())
 
 
 class _CachedStudy:
     """A study whose get_trials returns trials already read (so one read serves everything)."""
 
-    def __init__(self, study: optuna.Study, trials: tuple):
+    def __init__(self, study: optuna.Study, trials: tuple, user_attrs: dict[str, Any] | None = None):
         self._study = study
         self._trials = trials
+        self._user_attrs = user_attrs
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
         if states is None:
@@ -217,24 +230,32 @@ class _CachedStudy:
     def trials(self) -> list:
         return list(self._trials)
 
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        return self._user_attrs if self._user_attrs is not None else self._study.user_attrs
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
 
 def snapshot(name: str) -> StudySnapshot:
-    """The study's trials, read again only when something changed.
+    """The study's trials and their frame, rebuilt only when something changed.
 
-    The cache key is the per-state trial counts (COUNT queries) and, while trials run, the
-    poll period: a finished study with 500 trials is read once, a running one every poll.
-    """
+    Reading the trials is incremental (finished trials are cached); the frame is rebuilt
+    when a trial changes state, a running trial reports an epoch, or the study's
+    attributes change (e.g. the search cost)."""
+    import json
+
     study = load_study(name)
-    counts = state_counts(study)
-    live = counts.get("RUNNING", 0) > 0 or counts.get("WAITING", 0) > 0
-    tick = int(time.time() / POLL_SECONDS) if live else 0
-    version = (tuple(sorted(counts.items())), tick, len(study.user_attrs))
-    return _snapshot(name, workspace().storage_url, version)
-
-
+    trials = tuple(study.get_trials(deepcopy=False))
+    attrs = dict(study.user_attrs)
+    unfinished = tuple(
+        (t.number, t.state.name, len(t.user_attrs.get("history") or []), bool(t.user_attrs.get("config")))
+        for t in trials if not t.state.is_finished()
+    )
+    finished = sum(1 for t in trials if t.state.is_finished())
+    version = (len(trials), finished, unfinished, hash(json.dumps(attrs, sort_keys=True, default=str)))
+    return _snapshot(name, workspace().storage_url, version, study, trials, attrs)
 @st.cache_resource(show_spinner="Computing importances…", max_entries=8)
 def _importances(name: str, url: str, complete: int, _trials: tuple) -> Any:
     from dptune import plots
@@ -249,3 +270,4 @@ def importances_figure(name: str, snapshot: StudySnapshot) -> Any:
 
 def clear_caches() -> None:
     _snapshot.clear()
+    _study.clear()

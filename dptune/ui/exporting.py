@@ -37,16 +37,27 @@ def fmt(value: Any) -> str:
 def export_yaml(snapshot: core.StudySnapshot, number: int) -> Export:
     """The run YAML of trial `number` (dptune.export.run_config_from_trial), saved under
     `<workspace>/exports/` and loaded back with dptune.run_config.load_run_config."""
-    import optuna
+    import dataclasses
 
     from dptune.errors import DPTuneError
-    from dptune.export import choose_trial, run_config_from_trial
+    from dptune.export import COST_KEYS, choose_trial, run_config_from_trial
     from dptune.run_config import load_run_config
 
     ws = core.workspace()
-    study = core._CachedStudy(optuna.load_study(study_name=snapshot.name, storage=core.storage()), snapshot.trials)
+    study = core._CachedStudy(core.load_study(snapshot.name), snapshot.trials, snapshot.user_attrs)
     trial = choose_trial(study, number)
-    run_config = run_config_from_trial(study, trial, storage_url=ws.storage_url)
+    stored_cost = snapshot.user_attrs.get("search_cost")
+    if stored_cost:
+        # The workers keep the study's `search_cost` current after every trial; recomputing
+        # it here would compose every trial again (minutes with hundreds of trials), so the
+        # run config is built on this trial alone and given the stored tuning cost.
+        alone = core._CachedStudy(study._study, (trial,), snapshot.user_attrs)
+        run_config = run_config_from_trial(alone, trial, storage_url=ws.storage_url)
+        search = dict(run_config.search or {})
+        search["tuning_cost"] = {key: stored_cost.get(key) for key in COST_KEYS}
+        run_config = dataclasses.replace(run_config, search=search)
+    else:
+        run_config = run_config_from_trial(study, trial, storage_url=ws.storage_url)
     file_name = f"{safe_filename(snapshot.name, default='study')}-trial{number}.yaml"
     path = run_config.dump(ws.root / "exports" / file_name)
     text = path.read_text(encoding="utf-8")

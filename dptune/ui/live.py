@@ -36,13 +36,11 @@ def _fmt(value: Any, pattern: str = "{:.4g}") -> str:
 
 
 def study_is_active(name: str) -> bool:
-    """True while the study has running or queued trials and some worker of ours is alive,
-    or trials are running (possibly on another machine)."""
+    """True while trials run (here or on another machine) or a worker started here is alive."""
     study = core.load_study(name)
-    counts = core.state_counts(study)
-    if counts.get("RUNNING", 0):
+    if core.state_counts(study).get("RUNNING", 0):
         return True
-    return bool(counts.get("WAITING", 0)) and bool(live_workers(core.workspace(), name))
+    return bool(live_workers(core.workspace(), name))
 
 
 def _reason(row: pd.Series, trial: Any) -> str:
@@ -163,7 +161,7 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
                         },
                         key=f"{key}-table",
                     )
-            still_active = bool(running) or (snapshot.counts.get("WAITING", 0) > 0 and bool(workers))
+            still_active = bool(running) or bool(workers)
             if active and not still_active and st.session_state.get(f"{key}-was-active"):
                 st.session_state[f"{key}-was-active"] = False
                 st.rerun()

@@ -91,6 +91,10 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     from dptune.results import update_search_cost
     from dptune.search import create_study
 
+    # Create the storage's tables once, through the app's cached storage, before
+    # create_study opens its own connection: two first connections racing to create the
+    # schema of a new SQLite file fail (alembic_version UNIQUE constraint).
+    core.storage()
     study, _ = create_study(spec, dataset=dataset)
     if clip and spec.mode != "recipe" and clip.get("method") == "private" and clip.get("selection") \
             and clip.get("l2_norm_clip"):

@@ -1,4 +1,11 @@
-"""The frame around every page: navigation and the shared sidebar."""
+"""The frame around every page: page config, the navigation and the shared sidebar.
+
+The app follows Streamlit's `pages/` convention (app.py is the Start page, every file in
+pages/ is a page, its URL is the file's stem). Streamlit's automatic page list is hidden
+(.streamlit/config.toml: client.showSidebarNavigation = false) and replaced by `frame`'s
+own links, so the pages have titles and icons and come in the order of the workflow.
+Every page calls `frame(title)` first.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,38 @@ import streamlit as st
 from dptune.ui import core
 
 PAGES = (
-    # (file under pages/, title, icon, url path)
-    ("pages/home.py", "Start", ":material/home:", "start"),
-    ("pages/data.py", "Data", ":material/table:", "data"),
-    ("pages/model.py", "Model", ":material/neurology:", "model"),
-    ("pages/clip_norm.py", "Clip norm", ":material/content_cut:", "clip-norm"),
-    ("pages/search.py", "Search", ":material/travel_explore:", "search"),
-    ("pages/tradeoffs.py", "Trade-offs", ":material/scatter_plot:", "trade-offs"),
-    ("pages/export.py", "Export", ":material/download:", "export"),
+    # (script, title, icon) in the order of the workflow
+    ("app.py", "Start", ":material/home:"),
+    ("pages/data.py", "Data", ":material/table:"),
+    ("pages/model.py", "Model", ":material/neurology:"),
+    ("pages/clip_norm.py", "Clip norm", ":material/content_cut:"),
+    ("pages/search.py", "Search", ":material/travel_explore:"),
+    ("pages/tradeoffs.py", "Trade-offs", ":material/scatter_plot:"),
+    ("pages/export.py", "Export", ":material/download:"),
 )
 
 
-def pages() -> list:
-    return [
-        st.Page(path, title=title, icon=icon, url_path=url, default=(index == 0))
-        for index, (path, title, icon, url) in enumerate(PAGES)
-    ]
-
-
 def page_path(title: str) -> str:
-    for path, page_title, _, _ in PAGES:
+    for path, page_title, _ in PAGES:
         if page_title == title:
             return path
     raise KeyError(title)
 
 
+def frame(title: str) -> None:
+    """Page config, then the sidebar: links to every page, workspace, the ε calculator."""
+    st.set_page_config(page_title=f"{title} · dptune", page_icon=":material/shield_lock:", layout="wide")
+    sidebar()
+
+
 def sidebar() -> None:
-    """Workspace and current choices, then the ε calculator (always at hand)."""
+    """Navigation, workspace and current study, then the ε calculator (always at hand)."""
     from dptune.ui.calculator import calculator
 
     with st.sidebar:
+        for path, title, icon in PAGES:
+            st.page_link(path, label=title, icon=icon)
+        st.divider()
         default_n = 1000
         with core.guard("Workspace"):
             state = core.load_state()

@@ -145,6 +145,7 @@ def make_study(
     dataset_name: str = "digits",
     fingerprint: str = "0" * 64,
     workspace: str = "dptune-data",
+    with_search_cost: bool = True,
     **kwargs: Any,
 ) -> optuna.Study:
     """Create a study with the documented study attrs and populate it."""
@@ -172,4 +173,28 @@ def make_study(
     study.set_user_attr("workspace", workspace)
     study.set_user_attr("target_epsilon", target_epsilon)
     study.set_user_attr("delta", 1.0 / n_train**1.1)
-    return populate_study(study, n_trials, n_train=n_train, **kwargs)
+    populate_study(study, n_trials, n_train=n_train, **kwargs)
+    if with_search_cost:
+        # what the workers keep current after every trial (dptune.results.update_search_cost);
+        # large synthetic studies get the cost of their first 40 trials (composing hundreds
+        # of trials takes minutes), marked as such.
+        from dptune.results import search_cost
+
+        trials = study.get_trials(deepcopy=False)
+        cost = search_cost(_FirstTrials(study, trials[:40])) if trials else None
+        if cost is not None:
+            if len(trials) > 40:
+                cost["note"] = f"synthetic study: cost of the first 40 of {len(trials)} trials"
+            study.set_user_attr("search_cost", cost)
+    return study
+
+
+class _FirstTrials:
+    def __init__(self, study: optuna.Study, trials: list):
+        self._study, self._trials = study, trials
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        return [t for t in self._trials if states is None or t.state in states]
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)

@@ -117,3 +117,34 @@ def search_cost_caption(snapshot: core.StudySnapshot) -> str:
         f"({cost.get('n_trials_charged')} trial(s) charged). "
     )
     return text + (cost.get("note") or "")
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _curve(n: int, batch: int, sigma: float, epochs: float, delta: float, microbatched: bool) -> list:
+    from dptune import privacy
+
+    steps = privacy.num_steps(n, batch, epochs)
+    return privacy.epsilon_curve(n, batch, sigma, epochs=epochs, delta=delta, microbatched=microbatched,
+                                 every=max(1, steps // 60))
+
+
+def accountant_curves(snapshot: core.StudySnapshot, numbers: list[int]) -> dict[int, list]:
+    """{trial: the accountant's ε after every few steps of its planned run} (RDP, study's δ)."""
+    from dptune.errors import DPTuneError
+
+    n = int((snapshot.user_attrs.get("dataset") or {}).get("n_train") or 0)
+    by_number = {t.number: t for t in snapshot.trials}
+    curves = {}
+    for number in numbers:
+        trial = by_number.get(number)
+        config = (trial.user_attrs.get("config") if trial is not None else None) or {}
+        delta = (trial.user_attrs.get("delta") if trial is not None else None) or snapshot.user_attrs.get("delta")
+        if not n or not config or not delta or not config.get("noise_multiplier"):
+            continue
+        try:
+            curves[number] = _curve(n, int(config["batch_size"]), float(config["noise_multiplier"]),
+                                    float(config["epochs"]), float(delta),
+                                    int(config["num_microbatches"]) < int(config["batch_size"]))
+        except (DPTuneError, KeyError, TypeError, ValueError):
+            continue
+    return curves
