@@ -81,8 +81,14 @@ with core.guard("Search settings"):
         help="m < B is faster but the accountant charges σ/2 (one example can move a microbatch by 2C).",
         disabled=new["mode"] == "recipe",
     )
-    if new["mode"] in ("pareto", "recipe"):
+    if new["mode"] == "pareto":
         new["noise_multiplier"] = pair(cols[1], "σ", "search-sigma", saved["noise_multiplier"], fmt="%.4g")
+    elif new["mode"] == "recipe":
+        new["recipe_noise_multiplier"] = pair(cols[1], "σ at m = 1", "search-sigma-m1",
+                                              saved["recipe_noise_multiplier"], fmt="%.4g")
+        cols[0].caption("The recipe runs at the largest batch size and epochs of the ranges; m = 1 while it "
+                        "searches σ, then σ and m are scaled together until ε meets the target. C comes from the "
+                        "Clip norm page's quantile and ε_C (released again by the recipe) or the C you typed.")
     else:
         cols[1].caption("σ is calibrated per trial so that its ε equals the target (budgeted mode).")
 

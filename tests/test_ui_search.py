@@ -121,3 +121,61 @@ def test_stop_and_resume_call_the_worker_functions(workspace, monkeypatch, start
     assert at.button(key="search-stop").disabled  # no worker alive
     at.button(key="search-resume").click().run()
     assert started and started[0]["study"] == "queued"
+
+
+def test_a_stopped_workers_trial_is_failed_and_requeued_after_its_heartbeat(workspace, monkeypatch):
+    """The trial a stopped worker was running does not stay RUNNING forever."""
+    import time
+
+    from dptune.data import builtin_dataset
+    from dptune.search import create_study, open_storage
+    from dptune.search_spec import SearchSpec
+    from dptune.ui import specs
+    from dptune.user_models import suggest_model_spec
+
+    dataset = builtin_dataset("digits")
+    state = specs.default_state()
+    state["search"].update(specs.QUICK_START_SEARCH, n_trials=1)
+    values = specs.search_spec_dict(
+        state, dataset_ref={"builtin": "digits", "fingerprint": dataset.fingerprint, "n_train": dataset.n_train},
+        model_spec=suggest_model_spec(dataset), workspace=str(workspace), storage=storage_url(workspace),
+        study_name="hb",
+    )
+    values["heartbeat_seconds"] = 1
+    create_study(SearchSpec.from_dict(values), dataset=dataset)
+    # a "worker" takes the queued trial, beats once, then goes silent (stopped)
+    storage = open_storage(storage_url(workspace), heartbeat_seconds=1)
+    study = optuna.load_study(study_name="hb", storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(4)  # > 3 heartbeats
+    at = open_page(workspace, "search")  # the live monitor notices: no worker of ours runs it
+    assert not at.exception and not at.error, messages(at)
+    states = [t.state.name for t in optuna.load_study(study_name="hb", storage=storage_url(workspace)).trials]
+    assert states == ["FAIL", "WAITING"], states  # failed, and its retry is queued for the next worker
+
+
+def test_recipe_progress_is_shown_step_by_step(workspace):
+    workspace.mkdir(parents=True)
+    study = make_study(storage_url(workspace), "r", 2, mode="recipe")
+    study.set_user_attr("recipe", {
+        "clip": {"source": "private", "l2_norm_clip": 4.95, "quantile": 0.75, "epsilon": 0.1},
+        "status": "no_feasible_noise",
+        "baseline": {"trial": 0, "val_accuracy": 0.82, "tolerance": 0.05, "threshold": 0.77},
+        "noise_search": {"feasible_trials": 0, "message": "no m = 1 trial kept validation accuracy >= 0.7700; lower "
+                         "ranges.noise_multiplier"},
+    })
+    at = open_page(workspace, "search")
+    assert not at.exception and not at.error, messages(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "C = 4.95 (private, 75% quantile, ε_C = 0.1)" in text
+    assert "val accuracy 0.82" in text and "lower ranges.noise_multiplier" in text
+
+
+def test_recipe_mode_uses_its_own_sigma_range(workspace):
+    at = open_page(workspace, "search")
+    at.radio(key="search-mode").set_value("recipe").run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.number_input(key="search-sigma-m1-low").value == 0.001
+    shown = [c.value for c in at.code if "mode: recipe" in c.value][0]
+    assert "- 0.001" in shown and "num_microbatches:\n  - 1" in shown

@@ -9,13 +9,14 @@ other parts of the page pick up the final results) and stops polling.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dptune import plots
-from dptune.ui import core
+from dptune.ui import core, searching
 from dptune.ui.workers import live_workers
 
 STATE_LABELS = {
@@ -84,6 +85,62 @@ def status_table(snapshot: core.StudySnapshot, *, limit: int | None = 200) -> pd
     return pd.DataFrame(rows)
 
 
+def recipe_steps(recipe: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The recipe's steps as (status, title, text) from the study attribute `recipe`;
+    status is "done", "failed" or "pending"."""
+    recipe = recipe or {}
+    steps: list[tuple[str, str, str]] = []
+    clip = recipe.get("clip")
+    steps.append(("done", "1. Clip norm", (
+        f"C = {_fmt(clip.get('l2_norm_clip'), '{:.3g}')} ({clip.get('source')}"
+        + (f", {clip.get('quantile'):.0%} quantile, ε_C = {_fmt(clip.get('epsilon'), '{:g}')}" if clip.get("quantile")
+           else "") + ")"
+    )) if clip else ("pending", "1. Clip norm", "profiling the gradient norms…"))
+    baseline = recipe.get("baseline")
+    steps.append(("done", "2a. Non-private baseline", (
+        f"val accuracy {_fmt(baseline.get('val_accuracy'))}; the noise search keeps ≥ "
+        f"{_fmt(baseline.get('threshold'))} (tolerance {_fmt(baseline.get('tolerance'), '{:g}')})"
+    )) if baseline else ("pending", "2a. Non-private baseline", "training without noise (σ = 0, m = 1)…"))
+    noise = recipe.get("noise_search")
+    if noise and noise.get("message") and not noise.get("feasible_trials"):
+        steps.append(("failed", "2b. Largest σ at m = 1", noise["message"]))
+    elif noise:
+        steps.append(("done", "2b. Largest σ at m = 1", (
+            f"σ₁ = {_fmt(noise.get('noise_multiplier'))} (trial {noise.get('trial')}, val accuracy "
+            f"{_fmt(noise.get('val_accuracy'))}, effective noise σC = {_fmt(noise.get('effective_noise'))})"
+        )))
+    else:
+        steps.append(("pending", "2b. Largest σ at m = 1", "searching σ and the learning rate with m = 1…"))
+    scaled = recipe.get("scaled")
+    if scaled and not scaled.get("feasible"):
+        steps.append(("failed", "3. Scale σ and m to the target ε",
+                      (scaled.get("message") or "") + ("; would work: " + "; ".join(scaled.get("suggestions") or [])
+                                                       if scaled.get("suggestions") else "")))
+    elif scaled:
+        steps.append(("done", "3. Scale σ and m to the target ε", (
+            f"k = {scaled.get('factor')}: σ = {_fmt(scaled.get('noise_multiplier'))}, m = {scaled.get('num_microbatches')}"
+            f" (σ/m unchanged), B = {scaled.get('batch_size')}, ε = {_fmt(scaled.get('epsilon_rdp'), '{:.3f}')}"
+            f", with the clip selection {_fmt(scaled.get('epsilon_total'), '{:.3f}')}"
+        )))
+    elif noise and noise.get("feasible_trials"):
+        steps.append(("pending", "3. Scale σ and m to the target ε", "calibrating…"))
+    verify = recipe.get("verify")
+    if verify:
+        steps.append(("done", "4. Verify", (
+            f"val accuracy {_fmt(verify.get('val_accuracy_mean'))} ± {_fmt(verify.get('val_accuracy_std'), '{:.2g}')} "
+            f"over trials {verify.get('trials')} (predicted at m = 1: {_fmt(verify.get('predicted_val_accuracy'))})"
+        )))
+    elif scaled and scaled.get("feasible"):
+        steps.append(("pending", "4. Verify", "full runs of the scaled configuration…"))
+    return steps
+
+
+def recipe_panel(recipe: dict[str, Any] | None) -> None:
+    icons = {"done": ":material/check_circle:", "failed": ":material/error:", "pending": ":material/hourglass_top:"}
+    for status, title, text in recipe_steps(recipe):
+        st.markdown(f"{icons[status]} **{title}** — {text}")
+
+
 def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -> None:
     """One running trial: a progress bar over its epochs and its accuracy and ε curves."""
     attrs = trial.user_attrs
@@ -135,10 +192,22 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
             snapshot = core.snapshot(name)
             workers = live_workers(core.workspace(), name)
             _summary(snapshot, workers)
+            if snapshot.user_attrs.get("mode") == "recipe":
+                recipe_panel(snapshot.user_attrs.get("recipe"))
             target = snapshot.user_attrs.get("target_epsilon")
             running = [t for t in snapshot.trials if t.state.name == "RUNNING"]
             for trial in running:
                 running_trial(trial, target_epsilon=target, chart_key=f"{key}-trial-{trial.number}")
+            if running and not workers:
+                # nothing of ours runs them: they may be on another machine, or their worker was
+                # stopped; Optuna's heartbeat tells (checked at most every 10 s)
+                last = st.session_state.get(f"{key}-reaped", 0.0)
+                if time.time() - last > 10:
+                    st.session_state[f"{key}-reaped"] = time.time()
+                    searching.reap_stale(name)
+                st.caption("Trials without a worker started here: running on another machine, or interrupted "
+                           "(an interrupted trial is marked failed and re-queued once its heartbeat is 3 "
+                           "intervals old).")
             if snapshot.counts.get("WAITING", 0) and not workers and not running:
                 st.info(
                     f"{snapshot.counts['WAITING']} trial(s) are queued but no worker is running: press "

@@ -155,6 +155,26 @@ def resume(name: str, *, n_workers: int) -> int:
     return len(records)
 
 
+def reap_stale(name: str) -> int:
+    """Fail (and re-queue) the study's trials whose worker stopped sending heartbeats.
+
+    A worker that is stopped or killed mid-trial leaves its trial RUNNING; after the grace
+    period (3 heartbeats) Optuna's RetryHeartbeatStaleTrialCallback marks it FAIL and queues
+    a retry, exactly as the next worker would. Trials of live workers, here or on other
+    machines, keep their heartbeats and are untouched. Returns how many trials it failed."""
+    import optuna
+
+    from dptune.search import fail_stale, open_storage
+
+    study = core.load_study(name)
+    spec = study.user_attrs.get("search_spec") or {}
+    heartbeat = int(spec.get("heartbeat_seconds") or 10)
+    before = core.state_counts(study).get("FAIL", 0)
+    storage = open_storage(core.workspace().storage_url, heartbeat_seconds=heartbeat)
+    fail_stale(optuna.load_study(study_name=name, storage=storage))
+    return core.state_counts(study).get("FAIL", 0) - before
+
+
 def stop(name: str) -> int:
     """Stop the workers this app started for the study; queued trials stay queued."""
     stopped = stop_workers(core.workspace(), name)

@@ -53,7 +53,8 @@ DEFAULT_STATE: dict[str, Any] = {
         "batch_size": [32, 256],
         "epochs": [1, 5],
         "num_microbatches": [8, 32, PER_EXAMPLE],
-        "noise_multiplier": [0.5, 5.0],
+        "noise_multiplier": [0.5, 5.0],  # pareto mode
+        "recipe_noise_multiplier": [0.001, 1.0],  # recipe mode, at m = 1 (the effective noise is σ·C)
         "sampler": "tpe",
         "pruner": "median",
         "seed": 0,
@@ -154,8 +155,10 @@ def search_spec_dict(
         "epochs": _pair(search["epochs"], "epochs range", integer=True),
         "num_microbatches": choices,
     }
-    if mode in ("pareto", "recipe"):
+    if mode == "pareto":
         ranges["noise_multiplier"] = _pair(search["noise_multiplier"], "σ range")
+    if mode == "recipe":
+        ranges["noise_multiplier"] = _pair(search.get("recipe_noise_multiplier") or [0.001, 1.0], "σ range")
     if mode == "recipe":
         ranges["num_microbatches"] = [1]
     pruner = search.get("pruner", "median")
