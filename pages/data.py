@@ -52,7 +52,7 @@ else:
                 sensitive = mid.selectbox(
                     "Sensitive attribute (optional)", ["(none)"] + [c for c in columns if c != label],
                     key="data-sensitive",
-                    help="Kept aside to report accuracy per group; not used as a feature.",
+                    help="Kept aside with the data (not a feature); its groups are counted per class below.",
                 )
                 drop = right.multiselect("Columns to ignore", [c for c in columns if c not in (label, sensitive)],
                                          key="data-drop", help="Identifiers, free text, leaks of the label.")
@@ -128,7 +128,7 @@ with core.guard("The current dataset cannot be loaded"):
     st.markdown("**Sensitive attribute**")
     groups = datasets.group_counts(dataset.sensitive_train, dataset.y_train, dataset.class_names)
     if groups is None:
-        st.caption("None chosen. For a table, pick a column above to see accuracy per group later.")
+        st.caption("None chosen. For a table, pick one of its columns when you upload it (it is kept out of the features).")
     else:
         st.caption(f"`{dataset.sensitive_name}`: training examples per group and class")
         st.dataframe(groups)

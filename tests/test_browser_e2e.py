@@ -12,7 +12,6 @@ Set DPTUNE_SCREENSHOT_DIR to keep the screenshots (the README's come from here).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -107,12 +106,12 @@ def browser():
         browser.close()
 
 
-def _shoot(page, name: str, directory: Path) -> None:
+def _shoot(page, name: str, directory: Path, settle_ms: int = 800) -> None:
     """A small PNG of the page (palette-quantized, so each stays well under 300 KB)."""
     from PIL import Image
 
     page.mouse.move(2, 2)  # no tooltip in the picture
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(settle_ms)
     raw = directory / f"{name}.raw.png"
     page.screenshot(path=str(raw))
     with Image.open(raw) as image:
@@ -208,11 +207,17 @@ def _end_to_end(app, browser, pages, tmp_path):
     _idle(page)
     page.get_by_role("button", name="Start search").click()
     page.wait_for_selector("text=/\\d of 3 trials done/", timeout=120_000)
-    _shoot(page, "search_live", shots)
+    try:  # a trial running (they are short: the screenshot may still catch the study done)
+        page.wait_for_selector("text=/[1-9] running/", timeout=30_000)
+    except Exception:  # noqa: BLE001 - only the screenshot depends on it
+        pass
+    page.locator("[data-testid='stProgress']").first.scroll_into_view_if_needed()
+    _shoot(page, "search_live", shots, settle_ms=300)
     page.wait_for_selector("text=3 of 3 trials done", timeout=300_000)
     page.wait_for_selector("text=0 worker processes started here alive", timeout=60_000)
     page.locator("[data-testid='stDataFrame']").first.wait_for()
     _no_exception(page)
+    page.locator("[data-testid='stProgress']").first.scroll_into_view_if_needed()
     _shoot(page, "search", shots)
 
     # Trade-offs: the Pareto plot and the ε curves

@@ -1,8 +1,6 @@
 """Model page (AppTest): suggested model, a chosen architecture, a .keras upload, errors."""
 
-import io
 import json
-import zipfile
 
 import pytest
 

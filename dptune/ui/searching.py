@@ -12,7 +12,7 @@ import itertools
 import math
 from typing import Any
 
-from dptune.errors import ConfigError, PrivacyError
+from dptune.errors import ConfigError
 from dptune.ui import core, specs
 from dptune.ui.workers import live_workers, start_workers, stop_workers
 
