@@ -408,6 +408,16 @@ def epsilon_curves_figure(
         figure.add_hline(
             y=float(target_epsilon), line_dash="dash", line_color="#555", annotation_text=f"target ε = {target_epsilon:g}"
         )
+    recorded = [
+        float(value) for trace in figure.data
+        if trace.name and not trace.name.endswith("planned run") and trace.y is not None
+        for value in trace.y if value is not None and math.isfinite(float(value))
+    ]
+    if recorded and accountant_curves:
+        # planned runs can end far above what was recorded (pareto mode, small σ): keep the
+        # recorded ε readable and let those curves leave the top of the chart
+        top = max(max(recorded), float(target_epsilon or 0.0)) * 1.3
+        figure.update_yaxes(range=[0, top])
     return figure
 
 
