@@ -18,6 +18,7 @@ examples (padded rows have mask 0 and contribute exactly nothing).
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _TINY = 1e-12
@@ -155,7 +156,7 @@ class _Conv2DTap(_DenseTap):
         return (self.x.shape[0], self.z.shape[1] * self.z.shape[2], kh * kw * self.x.shape[-1])
 
     def _gram_rows(self) -> tf.Tensor:
-        return _unordered_conv_patches(self.layer, self.x, self._out_hw())
+        return _unordered_conv_patches(self.layer, self.x, self._out_hw())[0]
 
     def _conv_args(self) -> dict:
         return {"strides": [1, *self.layer.strides, 1], "padding": self.layer.padding.upper()}
@@ -171,7 +172,11 @@ class _Conv2DTap(_DenseTap):
                 images, [kh, kw, batch, delta.shape[-1]], out_grad, **self._conv_args()
             )  # [kh, kw, P, C]
             self._per_example = tf.reshape(tf.transpose(grads, [2, 0, 1, 3]), [batch, kh * kw, -1])
-        return super().per_example_kernel(delta)
+        elif self._per_example is None:
+            patches, order = _unordered_conv_patches(self.layer, self.x, self._out_hw())
+            grads = tf.matmul(patches, delta, transpose_a=True)
+            self._per_example = grads if order is None else tf.gather(grads, order, axis=1)
+        return self._per_example
 
     def _out_hw(self) -> tuple[int, int]:
         return tuple(self.z.shape[1:3])
@@ -193,23 +198,31 @@ class _Conv2DTap(_DenseTap):
         )
 
 
-def _unordered_conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor, out_hw: tuple[int, int]) -> tf.Tensor:
-    """The patches of `_conv_patches` with their K values in another fixed order.
+def _unordered_conv_patches(
+    layer: keras.layers.Conv2D, x: tf.Tensor, out_hw: tuple[int, int]
+) -> tuple[tf.Tensor, np.ndarray | None]:
+    """The patches of `_conv_patches` with their K values possibly in another fixed order,
+    and `order` such that patches[..., order] is in kernel order (None: already in order).
 
     With stride s dividing the kernel size k, a k×k stride-s window is (k/s)² adjacent
     blocks of space_to_depth(x, s), so the patches are (k/s)² contiguous slices.
     """
     (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
     if layer.dilation_rate != (1, 1) or sh != sw or sh < 2 or kh % sh or kw % sw:
-        return _conv_patches(layer, x)
-    (out_h, out_w), (height, width) = out_hw, x.shape[1:3]
+        return _conv_patches(layer, x), None
+    (out_h, out_w), (height, width), channels = out_hw, x.shape[1:3], x.shape[-1]
     need_h, need_w = (out_h - 1) * sh + kh, (out_w - 1) * sw + kw
     if layer.padding == "same":
         pad_h, pad_w = max(need_h - height, 0), max(need_w - width, 0)
         x = tf.pad(x, [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]])
     blocks = tf.nn.space_to_depth(x[:, :need_h, :need_w, :], sh)
     parts = [blocks[:, a : a + out_h, b : b + out_w, :] for a in range(kh // sh) for b in range(kw // sw)]
-    return tf.reshape(tf.concat(parts, -1), [tf.shape(x)[0], out_h * out_w, kh * kw * x.shape[-1]])
+    patches = tf.reshape(tf.concat(parts, -1), [tf.shape(x)[0], out_h * out_w, kh * kw * channels])
+    # unordered position (a, b, di, dj, c) holds kernel entry (a·s + di, b·s + dj, c)
+    a, b, di, dj, c = np.meshgrid(range(kh // sh), range(kw // sw), range(sh), range(sw), range(channels),
+                                  indexing="ij")
+    kernel_index = (((a * sh + di) * kw + (b * sw + dj)) * channels + c).ravel()
+    return patches, np.argsort(kernel_index).astype(np.int32)
 
 
 def _tapped_call(layer: keras.layers.Layer, x: tf.Tensor, taps: list) -> tf.Tensor:
