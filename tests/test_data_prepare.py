@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from data_files import cancer_frame, digits_frame, write_csv, write_digits_zip, zip_of
+from data_files import cancer_frame, write_csv, write_digits_zip, zip_of
 
 from dptune.data import (
     BUILTIN_DATASETS,

@@ -11,7 +11,7 @@ from dptune.config import DPSGDConfig, ModelSpec
 from dptune.dataset import Dataset
 from dptune.dataset_ref import DatasetRef
 from dptune.errors import ConfigError, DataError
-from dptune.run_config import RunConfig, load_run_config, package_versions
+from dptune.run_config import load_run_config, package_versions
 from dptune.search_spec import SearchSpec, TrialCount, load_search_spec, tnb_mean
 
 FINGERPRINT = "a" * 64
