@@ -144,14 +144,18 @@ def test_removing_one_example_changes_at_most_one_microbatch_term(digits):
     assert difference[changed[0]] <= 2 * 0.5 * (1 + 1e-5)  # sensitivity 2C when m < B
 
 
-def test_a_step_split_over_chunks_equals_the_same_step_in_one_chunk(digits):
-    config = DPSGDConfig(l2_norm_clip=0.5, noise_multiplier=1.0, num_microbatches=40, batch_size=40)
+@pytest.mark.parametrize("microbatches", [40, 5])
+def test_a_step_split_over_chunks_equals_the_same_step_in_one_chunk(digits, microbatches):
+    config = DPSGDConfig(l2_norm_clip=0.5, noise_multiplier=1.0, num_microbatches=microbatches, batch_size=40)
     spec = ModelSpec("mlp", hidden_units=(16,))
     one = build_model(spec, digits.input_shape, digits.num_classes, seed=0)
     split = build_model(spec, digits.input_shape, digits.num_classes, seed=0)
     indices = np.arange(45)
-    _step(one, config, digits.x_train, digits.y_train).run([_chunk(indices, 48)], 0)
-    _step(split, config, digits.x_train, digits.y_train).run([_chunk(indices[:24], 24), _chunk(indices[24:], 24)], 0)
+    microbatch = np.random.default_rng(0).integers(0, microbatches, 45).astype(np.int32)
+    _step(one, config, digits.x_train, digits.y_train).run([_chunk(indices, 48, microbatch)], 0)
+    _step(split, config, digits.x_train, digits.y_train).run(
+        [_chunk(indices[:24], 24, microbatch[:24]), _chunk(indices[24:], 24, microbatch[24:])], 0
+    )
     np.testing.assert_allclose(_flat(_weights(one)), _flat(_weights(split)), rtol=1e-5, atol=1e-6)
 
 
