@@ -110,8 +110,10 @@ def naive_search_epsilon(runs: Iterable[TrainingPrivacy], delta: float, *, clip_
         if not runs:
             return 0.0
         return float(privacy.search_cost_naive_composition([run.accountant_trial() for run in runs], delta=delta).epsilon)
-    events = [run.event() for run in runs] + [clip_selection_event(clip_epsilon)]
-    return _rdp_epsilon(dp_accounting.ComposedDpEvent(events), delta)[0]
+    clip = dp_accounting.rdp.RdpAccountant(list(privacy.RDP_ORDERS))
+    clip.compose(clip_selection_event(clip_epsilon))
+    rdp = privacy.trials_rdp([run.accountant_trial() for run in runs]) + clip.rdp
+    return privacy.epsilon_of_rdp(rdp, delta)[0]
 
 
 def repeat_and_select_epsilon(

@@ -415,3 +415,17 @@ def test_search_cost_bad_inputs(call, needle):
     with pytest.raises(PrivacyError) as info:
         call()
     assert needle in str(info.value)
+
+
+def test_naive_composition_of_different_trials_equals_dp_accountings_composed_event():
+    import dp_accounting
+
+    trials = [privacy.trial_privacy(1438, b, s, steps=t, microbatched=mb)
+              for b, s, t, mb in [(32, 0.9, 40, False), (64, 1.7, 25, True), (128, 1.1, 90, False)]]
+    ours = privacy.search_cost_naive_composition(trials, delta=1e-4, num_trials=2)
+    accountant = dp_accounting.rdp.RdpAccountant(list(privacy.RDP_ORDERS))
+    steps = [dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(t.sampling_rate, dp_accounting.GaussianDpEvent(t.charged_noise_multiplier)),
+        t.steps) for t in trials]
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.ComposedDpEvent(steps), 2))
+    assert ours.epsilon == pytest.approx(accountant.get_epsilon(1e-4), rel=1e-9)
