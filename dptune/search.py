@@ -73,9 +73,11 @@ def open_storage(url: str, *, heartbeat_seconds: int | None = None) -> optuna.st
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
-def make_sampler(spec: SearchSpec, *, worker_index: int = 0, n_trials: int | None = None):
-    """The spec's sampler; with `sampler_seed`, worker i uses seed + i (so workers differ)."""
-    seed = None if spec.sampler_seed is None else spec.sampler_seed + worker_index
+def make_sampler(spec: SearchSpec, *, worker_index: int = 0, n_trials: int | None = None, trials_started: int = 0):
+    """The spec's sampler; with `sampler_seed`, worker i uses seed + i (so workers differ),
+    offset by the trials the study had already started, so that a restarted worker does not
+    draw the same parameters again."""
+    seed = None if spec.sampler_seed is None else spec.sampler_seed + worker_index + 7919 * trials_started
     n = n_trials or 20
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -182,10 +184,13 @@ def load_study(
     if "search_spec" not in summary.user_attrs:
         raise ConfigError(f"study {name!r} was not created by dptune (it has no search_spec attribute)")
     spec = SearchSpec.from_dict(summary.user_attrs["search_spec"])
+    started = len(summary.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
+                                                             TrialState.PRUNED, TrialState.FAIL)))
     study = optuna.load_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(spec, worker_index=worker_index, n_trials=summary.user_attrs.get("n_trials_planned")),
+        sampler=make_sampler(spec, worker_index=worker_index, n_trials=summary.user_attrs.get("n_trials_planned"),
+                             trials_started=started),
         pruner=spec.pruner.build(),
     )
     dataset = None

@@ -183,3 +183,17 @@ def test_tune_resumes_from_the_spec_stored_in_the_study(tmp_path):
     path.write_text(yaml.safe_dump(first.study.user_attrs["search_spec"], sort_keys=False))
     again = tune(load_search_spec(path), progress=False, train_fn=trainer)
     assert again.study.study_name == first.study.study_name and again.trials_run == 0
+
+
+def test_a_restarted_seeded_worker_does_not_redraw_the_same_parameters(tmp_path):
+    spec = spec_for(tmp_path, sampler="random")
+    study, _ = create_study(spec, dataset=tiny_dataset())
+
+    def first_draw():
+        loaded, _, _ = load_study("s", spec.storage, load_dataset=False)
+        trial = loaded.ask()
+        value = trial.suggest_float("learning_rate", 0.01, 1.0, log=True)
+        loaded.tell(trial, 0.5)
+        return value
+
+    assert first_draw() != first_draw()  # the same worker index, started again after a trial
