@@ -151,7 +151,7 @@ class DPSGDStep:
             weights = clip_weights(grads.squared_norms(), self.config.l2_norm_clip, mask)
             return grads.weighted_sum(weights), grads.loss_sum
         counts = tf.math.unsorted_segment_sum(mask, microbatch, m)
-        sums = [tf.math.unsorted_segment_sum(g, microbatch, m) for g in grads.per_example()]
+        sums = grads.microbatch_sums(microbatch, m)
         return sums, counts, grads.loss_sum
 
     def microbatch_clip_weights(self, sums, counts):

@@ -110,6 +110,17 @@ class _DenseTap:
     def _gram_rows(self) -> tf.Tensor:
         return self.rows
 
+    def microbatch_kernels(self, delta: tf.Tensor, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+        """Σ_{i in microbatch j} A_iᵀ D_i for j < count, [count, K, C]. Flat Dense inputs use
+        one matrix product against the output gradients spread over their microbatch's
+        columns (Aᵀ [D ⊗ onehot]); other layers sum their per-example gradients."""
+        if self.layer_rows_shape()[1] != 1:
+            return tf.math.unsorted_segment_sum(self.per_example_kernel(delta), microbatch, count)
+        rows, outputs = self.rows[:, 0, :], delta.shape[-1]
+        spread = tf.one_hot(microbatch, count, dtype=delta.dtype)[:, :, None] * delta[:, 0, None, :]
+        sums = tf.matmul(rows, tf.reshape(spread, [-1, count * outputs]), transpose_a=True)  # [K, count·C]
+        return tf.transpose(tf.reshape(sums, [-1, count, outputs]), [1, 0, 2])
+
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
         """‖A_iᵀ D_i‖²_F for each example, [P]."""
         if self.layer_rows_shape()[1] == 1:
@@ -292,6 +303,12 @@ class LayerwiseGradients:
         kernels = [tap.per_example_kernel(delta) for tap, delta in zip(self.taps, self.deltas)]
         return self._by_variable(kernels, self.bias_grads, [-1])
 
+    def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
+        """Σ_{i in microbatch j} ∇L_i for j < count: tensors of shape [count, *variable.shape]."""
+        kernels = [tap.microbatch_kernels(delta, microbatch, count) for tap, delta in zip(self.taps, self.deltas)]
+        biases = [tf.math.unsorted_segment_sum(bias, microbatch, count) for bias in self.bias_grads]
+        return self._by_variable(kernels, biases, [-1])
+
 
 class GenericGradients:
     """Per-example gradients of the whole model with tf.vectorized_map (any layer)."""
@@ -318,6 +335,9 @@ class GenericGradients:
 
     def per_example(self) -> list[tf.Tensor]:
         return list(self._grads)
+
+    def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
+        return [tf.math.unsorted_segment_sum(g, microbatch, count) for g in self._grads]
 
 
 def summed_gradients(model: keras.Model, x, labels, mask) -> tuple[list[tf.Tensor], tf.Tensor]:

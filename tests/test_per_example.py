@@ -64,3 +64,6 @@ def test_layerwise_norms_sums_and_gradients_match_autodiff(name):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
     for got, want in zip(fast.per_example(), exact.per_example()):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
+    microbatch = tf.constant([0, 2, 1, 2, 0, 1], tf.int32)
+    for got, want in zip(fast.microbatch_sums(microbatch, 4), exact.microbatch_sums(microbatch, 4)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
