@@ -185,7 +185,7 @@ def _step_event(sampling_rate: float, charged_noise: float) -> dp_accounting.DpE
     )
 
 
-def _run_event(sampling_rate: float, charged_noise: float, steps: int) -> dp_accounting.DpEvent:
+def dpsgd_run_event(sampling_rate: float, charged_noise: float, steps: int) -> dp_accounting.DpEvent:
     """A DP-SGD run: one step self-composed `steps` times."""
     return dp_accounting.SelfComposedDpEvent(_step_event(sampling_rate, charged_noise), steps)
 
@@ -217,7 +217,7 @@ def epsilon_of_rdp(rdp: np.ndarray, delta: float) -> tuple[float, float | None]:
     return epsilon, (float(order) if math.isfinite(epsilon) else None)
 
 
-def _rdp_epsilon(event: dp_accounting.DpEvent, delta: float) -> tuple[float, float | None]:
+def rdp_epsilon_of_event(event: dp_accounting.DpEvent, delta: float) -> tuple[float, float | None]:
     """(ε, optimal order) of `event` by the RDP accountant; order None when ε is infinite."""
     accountant = _rdp_accountant()
     accountant.compose(event)
@@ -236,7 +236,7 @@ def pld_value_discretization(epsilon_rdp: float, steps: int) -> float:
     return min(_PLD_MAX_INTERVAL, max(_PLD_MIN_INTERVAL, interval))
 
 
-def _pld_epsilon(
+def pld_epsilon_of_event(
     event: dp_accounting.DpEvent, delta: float, epsilon_rdp: float, total_steps: int
 ) -> float:
     """ε of `event` by the PLD accountant (math.inf when RDP already says ε is infinite)."""
@@ -255,9 +255,9 @@ def _epsilons(
     """(RDP ε, RDP order, PLD ε or None) of one DP-SGD run."""
     if charged_noise == 0:
         return math.inf, None, (math.inf if pld else None)
-    event = _run_event(sampling_rate, charged_noise, steps)
-    epsilon_rdp, order = _rdp_epsilon(event, delta)
-    epsilon_pld = _pld_epsilon(event, delta, epsilon_rdp, steps) if pld else None
+    event = dpsgd_run_event(sampling_rate, charged_noise, steps)
+    epsilon_rdp, order = rdp_epsilon_of_event(event, delta)
+    epsilon_pld = pld_epsilon_of_event(event, delta, epsilon_rdp, steps) if pld else None
     return epsilon_rdp, order, epsilon_pld
 
 
@@ -502,12 +502,12 @@ def calibrate_noise_multiplier(
 
     def make_event(sigma: float) -> dp_accounting.DpEvent:
         last_charged[0] = _charged_noise(sigma, microbatched)
-        return _run_event(sampling_rate, last_charged[0], steps)
+        return dpsgd_run_event(sampling_rate, last_charged[0], steps)
 
     def make_accountant() -> dp_accounting.PrivacyAccountant:
         if not use_pld:
             return _rdp_accountant()
-        rdp_eps, _ = _rdp_epsilon(_run_event(sampling_rate, last_charged[0], steps), delta)
+        rdp_eps, _ = rdp_epsilon_of_event(dpsgd_run_event(sampling_rate, last_charged[0], steps), delta)
         return pld_privacy_accountant.PLDAccountant(
             value_discretization_interval=pld_value_discretization(rdp_eps, steps)
         )
@@ -714,14 +714,14 @@ def search_cost_repeat_and_select(
     elif len(trial_list) == 1:
         t = trial_list[0]
         event = dp_accounting.dp_event.RepeatAndSelectDpEvent(
-            _run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps), mean, shape
+            dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps), mean, shape
         )
-        epsilon, order = _rdp_epsilon(event, delta)
+        epsilon, order = rdp_epsilon_of_event(event, delta)
     else:
         curves = []
         for t in trial_list:
             accountant = _rdp_accountant()
-            accountant.compose(_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps))
+            accountant.compose(dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps))
             curves.append(accountant.rdp)
         orders = np.asarray(RDP_ORDERS)
         rdp = rdp_privacy_accountant._compute_rdp_repeat_and_select(
@@ -782,11 +782,11 @@ def search_cost_naive_composition(
         if pld:
             event = dp_accounting.SelfComposedDpEvent(
                 dp_accounting.ComposedDpEvent(
-                    [_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps) for t in trial_list]
+                    [dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps) for t in trial_list]
                 ),
                 int(num_trials),
             )
-            epsilon_pld = _pld_epsilon(event, delta, epsilon, total_steps)
+            epsilon_pld = pld_epsilon_of_event(event, delta, epsilon, total_steps)
     count = int(num_trials) * len(trial_list)
     return SearchCost(
         epsilon=epsilon,

@@ -46,7 +46,9 @@ class TrainingPrivacy:
         return self.noise_multiplier / 2 if self.microbatched else self.noise_multiplier
 
     def event(self) -> dp_accounting.DpEvent:
-        return dpsgd_event(self.n_train, self.batch_size, self.noise_multiplier, self.steps, self.microbatched)
+        return privacy.dpsgd_run_event(
+            min(1.0, self.batch_size / self.n_train), self.charged_noise_multiplier, int(self.steps)
+        )
 
     def accountant_trial(self) -> privacy.TrialPrivacy:
         """The (q, charged sigma, steps) triple dptune.privacy's search-cost functions take."""
@@ -58,34 +60,10 @@ class TrainingPrivacy:
         return asdict(self)
 
 
-def dpsgd_event(n_train: int, batch_size: int, noise_multiplier: float, steps: int, microbatched: bool):
-    """T steps of DP-SGD as dp_accounting sees them (sigma/2 charged when microbatched)."""
-    charged = noise_multiplier / 2 if microbatched else noise_multiplier
-    step = dp_accounting.PoissonSampledDpEvent(
-        min(1.0, batch_size / n_train), dp_accounting.GaussianDpEvent(charged)
-    )
-    return dp_accounting.SelfComposedDpEvent(step, int(steps))
-
-
 def clip_selection_event(epsilon: float):
     """The private quantile's noisy histogram: one Laplace mechanism with L1 sensitivity 1
     (an example adds or removes one count), pure `epsilon`-DP."""
     return dp_accounting.LaplaceDpEvent(1.0 / epsilon)
-
-
-def _rdp_epsilon(event, delta: float) -> tuple[float, float]:
-    accountant = dp_accounting.rdp.RdpAccountant(list(privacy.RDP_ORDERS))
-    accountant.compose(event)
-    epsilon, order = accountant.get_epsilon_and_optimal_order(delta)
-    return float(epsilon), float(order)
-
-
-def _pld_epsilon(event, delta: float, epsilon_rdp: float, steps: int) -> float:
-    accountant = dp_accounting.pld.PLDAccountant(
-        value_discretization_interval=privacy.pld_value_discretization(epsilon_rdp, steps)
-    )
-    accountant.compose(event)
-    return float(accountant.get_epsilon(delta))
 
 
 def epsilon_with_clip_selection(
@@ -95,8 +73,8 @@ def epsilon_with_clip_selection(
     if run.noise_multiplier == 0:
         return math.inf, (math.inf if pld else None)
     event = dp_accounting.ComposedDpEvent([run.event(), clip_selection_event(clip_epsilon)])
-    rdp, _ = _rdp_epsilon(event, delta)
-    return rdp, (_pld_epsilon(event, delta, rdp, run.steps + 1) if pld else None)
+    rdp, _ = privacy.rdp_epsilon_of_event(event, delta)
+    return rdp, (privacy.pld_epsilon_of_event(event, delta, rdp, run.steps + 1) if pld else None)
 
 
 def naive_search_epsilon(runs: Iterable[TrainingPrivacy], delta: float, *, clip_epsilon: float = 0.0) -> float:
@@ -136,7 +114,7 @@ def repeat_and_select_epsilon(
             dp_accounting.RepeatAndSelectDpEvent(worst.event(), float(mean), float(shape)),
             clip_selection_event(clip_epsilon),
         ])
-        return _rdp_epsilon(event, delta)[0]
+        return privacy.rdp_epsilon_of_event(event, delta)[0]
     trials = [run.accountant_trial() for run in runs]
     if math.isinf(shape):
         cost = privacy.search_cost_repeat_and_select(trials, delta=delta, distribution="poisson", mean_trials=mean)
