@@ -9,13 +9,6 @@ from dptune.cli import main as cli_main
 from dptune.ui.testing import messages, open_page
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
 def sidebar_metrics(at):
     return {m.label: m.value for m in at.metric}
 

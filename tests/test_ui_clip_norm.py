@@ -7,13 +7,6 @@ import pytest
 from dptune.ui.testing import messages, open_page
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
 def state(workspace):
     return json.loads((workspace / "ui_state.json").read_text())
 

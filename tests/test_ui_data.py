@@ -10,13 +10,6 @@ import pytest
 from dptune.ui.testing import messages, open_page
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
 def saved_state(workspace):
     from dptune.ui.specs import merged_state
 

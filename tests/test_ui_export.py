@@ -1,7 +1,6 @@
 """Export page (AppTest): default trial, YAML preview that validates, download, command."""
 
 import optuna
-import pytest
 import yaml
 
 from dptune.run_config import RunConfig
@@ -9,14 +8,6 @@ from dptune.ui.synthetic import make_study
 from dptune.ui.testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    path.mkdir()
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
 
 
 def test_exports_the_best_trial_within_the_target(workspace):

@@ -7,13 +7,6 @@ import pytest
 from dptune.ui.testing import messages, open_page
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
 def metric(at, label):
     return next(m.value for m in at.main.metric if m.label == label)
 

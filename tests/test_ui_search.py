@@ -13,13 +13,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
-@pytest.fixture
 def started(monkeypatch):
     """Record worker starts instead of starting processes."""
     calls = []

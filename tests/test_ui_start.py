@@ -12,13 +12,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
-
-
-@pytest.fixture
 def started(monkeypatch):
     calls = []
     monkeypatch.setattr(searching, "start_workers", lambda workspace, study, **kw: calls.append((study, kw)) or [])

@@ -1,20 +1,11 @@
 """Trade-offs page (AppTest): the plots, their ε captions, choosing a trial."""
 
 import optuna
-import pytest
 
 from dptune.ui.synthetic import make_study
 from dptune.ui.testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    path = tmp_path / "ws"
-    path.mkdir()
-    monkeypatch.setenv("DPTUNE_WORKSPACE", str(path))
-    return path
 
 
 def test_no_study_yet_says_where_to_start(workspace):

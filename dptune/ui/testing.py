@@ -26,6 +26,8 @@ def open_page(workspace: str | os.PathLike, page: str, *, timeout: float = 60.0)
 
 
 def storage_url(workspace: str | os.PathLike) -> str:
+    """The workspace's SQLite storage URL (the workspace folder is created if missing)."""
+    Path(workspace).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(workspace).resolve() / 'studies.db'}"
 
 
