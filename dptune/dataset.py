@@ -14,12 +14,33 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
 from dptune.errors import DataError
 
 DEFAULT_WORKSPACE = Path("dptune-data")
+
+
+def write_once(target: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create `target` (named by its content's hash) by `write(handle)` into a temporary file
+    in the same folder, then an atomic rename; an existing target is kept as is, and a
+    failed write leaves nothing behind. OSError propagates for the caller to explain."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return target
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=target.suffix + ".tmp", delete=False) as handle:
+            temporary = Path(handle.name)
+            write(handle)
+        os.replace(temporary, target)
+        temporary = None
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+    return target
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,28 +127,16 @@ class Dataset:
 
     def save(self, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
         """Store as `<workspace>/<fingerprint>.npz`, atomically; an existing file is kept as is."""
-        directory = Path(workspace)
-        target = directory / f"{self.fingerprint}.npz"
         meta = np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8)
-        temporary = None
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                return target
-            with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz.tmp", delete=False) as handle:
-                temporary = Path(handle.name)
-                np.savez(handle, metadata=meta, **self._arrays())
-            os.replace(temporary, target)
-            temporary = None
+            return write_once(
+                Path(workspace) / f"{self.fingerprint}.npz", lambda handle: np.savez(handle, metadata=meta, **self._arrays())
+            )
         except OSError as error:
             raise DataError(
-                f"cannot save the dataset into the workspace {directory.resolve()}: {error.strerror or error}; "
+                f"cannot save the dataset into the workspace {Path(workspace).resolve()}: {error.strerror or error}; "
                 "check that the folder is writable and the disk has space"
             ) from None
-        finally:
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)
-        return target
 
     @classmethod
     def load(cls, fingerprint: str, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Dataset:

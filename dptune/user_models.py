@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dptune.config import ModelSpec
-from dptune.dataset import DEFAULT_WORKSPACE, Dataset
+from dptune.dataset import DEFAULT_WORKSPACE, Dataset, write_once
 from dptune.errors import DataError, ModelError
 from dptune.sources import MiB, Limits, RawFile, Source, open_zip, read_member, read_source
 
@@ -131,23 +131,11 @@ def store_user_model(source: Source, workspace: str | os.PathLike = DEFAULT_WORK
     raw = _read_model_file(source)
     load_user_model((raw.name, raw.content))
     directory = Path(workspace) / "models"
-    target = directory / f"{hashlib.sha256(raw.content).hexdigest()}.keras"
-    temporary = None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            return target
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".keras.tmp", delete=False) as handle:
-            temporary = Path(handle.name)
-            handle.write(raw.content)
-        os.replace(temporary, target)
-        temporary = None
+        return write_once(directory / f"{hashlib.sha256(raw.content).hexdigest()}.keras",
+                          lambda handle: handle.write(raw.content))
     except OSError as error:
         raise ModelError(f"cannot save the model into {directory.resolve()}: {error.strerror or error}") from None
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-    return target
 
 
 def _read_model_file(source: Source) -> RawFile:
