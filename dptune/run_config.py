@@ -29,6 +29,7 @@ value out of range raises `ConfigError` naming the key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -44,32 +45,8 @@ from dptune.dataset_ref import DatasetRef
 from dptune.errors import ConfigError
 from dptune.yaml_fields import check_keys, is_number, load_yaml_mapping, number, prefixed, string
 
-TRAINING_KEYS = (
-    "l2_norm_clip",
-    "noise_multiplier",
-    "num_microbatches",
-    "learning_rate",
-    "batch_size",
-    "epochs",
-    "optimizer",
-    "momentum",
-    "sampling",
-    "seed",
-)
-REQUIRED_KEYS = (
-    "l2_norm_clip",
-    "noise_multiplier",
-    "num_microbatches",
-    "learning_rate",
-    "batch_size",
-    "epochs",
-    "optimizer",
-    "sampling",
-    "seed",
-    "delta",
-    "dataset",
-    "model",
-)
+TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(DPSGDConfig))  # the YAML keys of a run
+REQUIRED_KEYS = (*(key for key in TRAINING_KEYS if key != "momentum"), "delta", "dataset", "model")
 OPTIONAL_KEYS = ("momentum", "epsilon", "accountant", "metrics", "search", "versions")
 ACCOUNTANT_KEYS = (
     "method",
