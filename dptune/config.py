@@ -87,10 +87,14 @@ class DPSGDConfig:
     sampling: "poisson" (each example joins a step with probability B/N; what the
         accountant assumes) or "shuffle" (fixed batches of a per-epoch permutation, as
         TF Privacy does; accounted as Poisson, as TF Privacy does).
-    seed: fixes initial weights, sampling, microbatch assignment and noise, so a run can be
-        reproduced exactly; None draws them from the operating system's entropy. A model
-        that is released should be trained with seed None: noise that others can recompute
-        from a published seed protects nothing.
+    seed: fixes the initial weights only (they are public: data-independent), so trials can
+        start from the same model; None draws them fresh. The Poisson sampling, the
+        microbatch assignment and the Gaussian noise never come from this seed: every run
+        draws them from the operating system's secret generator, so no two runs share them
+        and no file lets anyone recompute them.
+    debug_fixed_noise: debugging only. True derives sampling, microbatches and noise from
+        `seed` too, so a run repeats bit for bit; its noise is then public and its ε void
+        (shown everywhere as "void: noise is public").
     """
 
     l2_norm_clip: float = 1.0
@@ -103,6 +107,7 @@ class DPSGDConfig:
     momentum: float = 0.9
     sampling: str = "poisson"
     seed: int | None = 0
+    debug_fixed_noise: bool = False
 
     def __post_init__(self) -> None:
         _require(
@@ -144,13 +149,26 @@ class DPSGDConfig:
             )
         _require(
             self.seed is None or (_is_int(self.seed) and self.seed >= 0),
-            f"seed must be an integer >= 0 or null (fresh secret randomness), got {self.seed!r}",
+            f"seed must be an integer >= 0 or null (fresh initial weights), got {self.seed!r}",
+        )
+        _require(
+            isinstance(self.debug_fixed_noise, bool),
+            f"debug_fixed_noise must be true or false, got {self.debug_fixed_noise!r}",
+        )
+        _require(
+            not self.debug_fixed_noise or self.seed is not None,
+            "debug_fixed_noise needs an integer seed to derive the noise from",
         )
 
     @property
     def per_example(self) -> bool:
         """True when every example is its own microbatch (sensitivity C, sigma charged)."""
         return self.num_microbatches == self.batch_size
+
+    @property
+    def noise_is_secret(self) -> bool:
+        """False only in the debug mode whose noise anyone with the seed can recompute (ε void)."""
+        return not self.debug_fixed_noise
 
     @property
     def effective_noise(self) -> float:

@@ -227,15 +227,19 @@ def epoch_end_steps(n: int, batch_size: int, epochs: float) -> list[int]:
     return [min(total, math.ceil(e * n / batch_size)) for e in range(1, math.ceil(epochs) + 1)]
 
 
-def _seeds(seed: int | None) -> tuple[np.random.Generator, int, int]:
-    """Sampling RNG, noise key and weight-init seed. seed=None draws them from the OS
-    (secret: what a released model should use, since noise known to others is no noise)."""
-    sequence = np.random.SeedSequence(secrets.randbits(128) if seed is None else seed)
-    sampling, noise, init = sequence.spawn(3)
+def _randomness(config: DPSGDConfig) -> tuple[np.random.Generator, int, int | None]:
+    """(sampling generator, noise key, initial-weight seed) of one run.
+
+    Sampling and noise come from 128 fresh bits of the OS's secret generator, so no two runs
+    share them and nothing written down recomputes them; `config.seed` fixes only the public
+    initial weights. With `config.debug_fixed_noise` both derive from `config.seed` (a run
+    repeats bit for bit, and its ε is void because its noise is public)."""
+    entropy = config.seed if config.debug_fixed_noise else secrets.randbits(128)
+    sampling, noise = np.random.SeedSequence(entropy).spawn(2)
     return (
         np.random.default_rng(sampling),
         int(noise.generate_state(1, np.uint64)[0] >> 1),
-        int(init.generate_state(1)[0] >> 1),
+        config.seed,
     )
 
 
@@ -253,13 +257,13 @@ def train(
 
     delta: the δ of the reported ε (default 1/N^1.1). on_epoch_end: called with each epoch's
     metrics; return True to stop early; exceptions propagate. model: an already built
-    model to train (default: built from model_spec with the config's seed).
+    model to train (default: built from model_spec, initial weights fixed by the config's seed).
     """
     n = dataset.n_train
     if config.batch_size > n:
         raise TrainingError(f"batch_size {config.batch_size} is larger than the {n} training examples")
     delta = privacy.default_delta(n) if delta is None else delta
-    rng, noise_key, init_seed = _seeds(config.seed)
+    rng, noise_key, init_seed = _randomness(config)
     if model is None:
         model = build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=init_seed)
     jit_compile = default_jit_compile() if jit_compile is None else jit_compile

@@ -80,17 +80,20 @@ def calibrated_noise_multiplier(
 
 
 def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
-    """ε spent choosing C privately, composed into every trial of the study: the recipe's
-    own quantile, else the spec's `clip_selection_epsilon`, else what the dashboard's Clip
-    norm page recorded (`ui_clip_selection`)."""
-    recipe = (study_attrs.get("recipe") or {}).get("clip")
-    if recipe:
-        return float(recipe.get("epsilon") or 0.0)
+    """Total pure ε of every clip-norm histogram released on the study's dataset, composed
+    into every trial: the recipe's own release plus what was spent before the search (the
+    spec's `clip_selection_epsilon`; studies made before it was recorded there: the
+    dashboard's `ui_clip_selection`). A histogram once shown stays spent, whichever C is used.
+
+    Charging k releases of ε_1..ε_k as one Laplace release of Σε_i is an upper bound at every
+    RDP order: the RDP of the Laplace mechanism, log(a·e^{(α−1)ε} + b·e^{−αε})/(α−1), is convex
+    in ε and 0 at ε = 0, hence superadditive."""
+    recipe = float(((study_attrs.get("recipe") or {}).get("clip") or {}).get("epsilon") or 0.0)
     spec = study_attrs.get("search_spec") or {}
     if spec.get("clip_selection_epsilon"):
-        return float(spec["clip_selection_epsilon"])
+        return recipe + float(spec["clip_selection_epsilon"])
     ui = study_attrs.get("ui_clip_selection") or {}
-    return float(ui.get("epsilon_spent") or ui.get("epsilon") or 0.0)
+    return recipe + float(ui.get("epsilon_spent") or ui.get("epsilon") or 0.0)
 
 
 def total_with_clip(n_train: int, delta: float, clip_epsilon: float):
@@ -379,9 +382,12 @@ def config_or_fail(trial: optuna.Trial, make: Callable[[], DPSGDConfig]) -> DPSG
     try:
         return make()
     except DPTuneError as error:
-        trial.set_user_attr("fail_reason", f"no valid configuration: {error}")
-        trial.set_user_attr("device", _device())
-        raise TrialFailed(str(error)) from error
+        reason = f"no valid configuration: {error}"
+    except Exception as error:  # a bug must fail this trial with its reason, not kill the worker
+        reason = f"internal error while choosing the configuration: {type(error).__name__}: {error}"
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("device", _device())
+    raise TrialFailed(reason)
 
 
 def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn: TrainFn | None = None):

@@ -6,7 +6,8 @@ count, the subset is uniform, which is the same distribution. Each chunk has a f
 number of rows; unused rows are padding (mask 0). A step whose sample overflows one chunk
 is split over several chunks, so no sampled example is ever dropped.
 `shuffle`: fixed batches of exactly B from a stream of per-epoch permutations, as
-TF Privacy does; microbatch j holds consecutive positions, as TF Privacy's reshape does.
+TF Privacy does; microbatch j holds consecutive positions, as TF Privacy's reshape does. A
+batch never holds one example twice, also where it straddles two permutations.
 """
 
 from __future__ import annotations
@@ -57,9 +58,22 @@ class ShuffleSampler:
 
     def next_step(self) -> list[Chunk]:
         while len(self._order) < self.batch_size:
-            self._order = np.concatenate([self._order, self.rng.permutation(self.n).astype(np.int32)])
+            self._order = np.concatenate([self._order, self._next_permutation(self._order)])
         indices, self._order = self._order[: self.batch_size], self._order[self.batch_size :]
         return _into_chunks(indices, self._microbatch, self.chunk_rows)
+
+
+    def _next_permutation(self, leftover: np.ndarray) -> np.ndarray:
+        """A fresh permutation of all examples, reordered so that the batch that straddles the
+        epoch boundary (`leftover` + its head) never holds one example twice (which would double
+        that step's sensitivity): the head is filled with examples not in `leftover`, and the
+        rest keeps its random order. Every example still appears once per permutation."""
+        fresh = self.rng.permutation(self.n).astype(np.int32)
+        if len(leftover) == 0:
+            return fresh
+        candidates = fresh[~np.isin(fresh, leftover)]
+        head = candidates[: self.batch_size - len(leftover)]
+        return np.concatenate([head, fresh[~np.isin(fresh, head)]])
 
 
 def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int) -> list[Chunk]:

@@ -111,7 +111,7 @@ def repeat_and_select_epsilon(
         # at the fixed q and steps such a search requires)
         worst = min(runs, key=lambda run: run.charged_noise_multiplier)
         event = dp_accounting.ComposedDpEvent([
-            dp_accounting.RepeatAndSelectDpEvent(worst.event(), float(mean), float(shape)),
+            dp_accounting.dp_event.RepeatAndSelectDpEvent(worst.event(), float(mean), float(shape)),
             clip_selection_event(clip_epsilon),
         ])
         return privacy.rdp_epsilon_of_event(event, delta)[0]

@@ -101,8 +101,10 @@ with core.guard("Search settings"):
         new["pruner"] = cols[1].selectbox("pruner (budgeted mode)", pruners,
                                           index=pruners.index(saved.get("pruner", "median"))
                                           if saved.get("pruner") in pruners else 0, key="search-pruner")
-        new["seed"] = int(cols[2].number_input("seed", min_value=0, value=int(saved.get("seed") or 0),
-                                               key="search-seed"))
+        new["seed"] = int(cols[2].number_input(
+            "initial-weights seed", min_value=0, value=int(saved.get("seed") or 0), key="search-seed",
+            help="Fixes the (public) initial weights of every trial. The noise and the batches never come from it: "
+                 "every trial draws them from the operating system's secret generator."))
     if new != saved:
         state = core.update_state("search", **new)
 

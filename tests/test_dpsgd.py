@@ -202,9 +202,9 @@ def test_training_on_digits_reaches_a_sensible_accuracy_at_epsilon_3(digits):
     assert result.gradient_path == "layerwise"
 
 
-def test_a_fixed_seed_reproduces_a_run_exactly(digits):
+def test_the_debug_option_repeats_a_run_exactly(digits):
     config = DPSGDConfig(l2_norm_clip=1.0, noise_multiplier=1.0, num_microbatches=8, batch_size=32, epochs=2,
-                         seed=11)
+                         seed=11, debug_fixed_noise=True)
     spec = ModelSpec("mlp", hidden_units=(16,))
     first, second = train(digits, spec, config), train(digits, spec, config)
     assert [h.val_loss for h in first.history] == [h.val_loss for h in second.history]
@@ -246,7 +246,7 @@ def test_the_step_is_traced_once_per_run_not_per_step(digits):
 def test_xla_with_padded_chunks_trains_the_same_model_as_plain_graphs(digits):
     # noise 0: XLA draws other (equally distributed) Gaussian numbers from the same seed
     config = DPSGDConfig(l2_norm_clip=0.5, noise_multiplier=0.0, num_microbatches=32, batch_size=32, epochs=1,
-                         seed=4)
+                         seed=4, debug_fixed_noise=True)
     spec = ModelSpec("mlp", hidden_units=(16,))
     plain = train(digits, spec, config, jit_compile=False)
     compiled = train(digits, spec, config, jit_compile=True)
@@ -254,8 +254,9 @@ def test_xla_with_padded_chunks_trains_the_same_model_as_plain_graphs(digits):
     assert plain.epsilon_rdp == compiled.epsilon_rdp
 
 
-def test_seed_none_draws_fresh_secret_randomness(digits):
-    config = DPSGDConfig(num_microbatches=32, batch_size=32, epochs=1, seed=None)
+@pytest.mark.parametrize("seed", [None, 0])
+def test_every_run_draws_fresh_secret_randomness_whatever_the_seed(digits, seed):
+    config = DPSGDConfig(num_microbatches=32, batch_size=32, epochs=1, seed=seed)
     first = train(digits, ModelSpec("logreg"), config)
     second = train(digits, ModelSpec("logreg"), config)
     assert not np.array_equal(_flat(_weights(first.model)), _flat(_weights(second.model)))

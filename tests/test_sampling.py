@@ -63,3 +63,17 @@ def test_shuffle_sampler_uses_every_example_once_per_epoch_in_fixed_batches():
     assert sorted(_sampled([c for step in epoch for c in step]).tolist()) == list(range(100))
     assert epoch[0][0].microbatch.tolist() == [i // 5 for i in range(20)]  # TF Privacy's reshape
 
+
+def test_shuffle_batches_never_hold_an_example_twice_across_epoch_boundaries():
+    """N = 50, B = 16: most epochs end inside a batch. An example twice in one batch doubles
+    that step's sensitivity; the old stream (concatenated permutations) did this often."""
+    sampler = ShuffleSampler(50, 16, 4, np.random.default_rng(0))
+    steps = [_sampled(sampler.next_step()) for _ in range(500)]
+    assert all(len(np.unique(batch)) == 16 for batch in steps)
+    # every example still appears once per permutation: 500 batches = 8000 rows = 160 permutations
+    assert np.bincount(np.concatenate(steps), minlength=50).tolist() == [160] * 50
+
+    rng = np.random.default_rng(0)  # the broken variant the check must catch
+    stream = np.concatenate([rng.permutation(50) for _ in range(160)])
+    assert any(len(np.unique(stream[i:i + 16])) < 16 for i in range(0, 8000, 16))
+
