@@ -10,7 +10,6 @@ noise elsewhere.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,15 @@ from dptune.config import DPSGDConfig, ModelSpec
 from dptune.dataset_ref import DatasetRef
 from dptune.errors import ConfigError
 from dptune.run_config import RunConfig, finite_or_none, load_run_config, package_versions
-from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.statement import (
+    PrivacyStatement,
+    SearchPart,
+    format_sigma,
+    is_unsafe_delta,
+    preprocessing_record,
+    preprocessing_release,
+    statement_for_run,
+)
 
 COST_KEYS = (
     "per_trial_epsilon_max", "naive_composition_epsilon", "naive_composition_finite", "repeat_and_select_epsilon",
@@ -74,30 +81,40 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         options=spec_dataset.get("options") or {},
     )
     clip = _clip_selection(study.user_attrs)
-    microbatched = not config.per_example
-    charged = config.noise_multiplier / 2 if microbatched else config.noise_multiplier
+    steps = int(attrs.get("steps_done") or attrs.get("steps_planned"))
+    delta = float(attrs["delta"])
+    cost = search_cost(study)
+    statement = statement_for_run(
+        n_train=n_train, config=config, steps=steps, delta=delta,
+        clip_epsilon=float(clip["epsilon"]) if clip else 0.0, clip_detail=_clip_detail(clip),
+        preprocessing=preprocessing_release(study.user_attrs["dataset"].get("preprocessing")),
+        search=SearchPart(
+            epsilon_all_trials=cost.get("naive_composition_epsilon"),
+            epsilon_selected_release=cost.get("selected_release_epsilon"),
+            trials_charged=int(cost.get("n_trials_charged") or 0),
+        ),
+    )
     accountant: dict[str, Any] = {
         "method": "rdp",
-        "epsilon_rdp": finite_or_none(attrs.get("epsilon_rdp")),
-        "epsilon_pld": finite_or_none(attrs.get("epsilon_pld")),
-        "rdp_order": attrs.get("rdp_order"),
-        "steps": int(attrs.get("steps_done") or attrs.get("steps_planned")),
+        "epsilon_rdp": finite_or_none(statement.epsilon_training_rdp),
+        "epsilon_pld": finite_or_none(statement.epsilon_training_pld),
+        "rdp_order": statement.rdp_order,
+        "steps": steps,
         "sampling_rate": config.batch_size / n_train,
         "noise_multiplier": config.noise_multiplier,
-        "charged_noise_multiplier": charged,
-        "microbatched": microbatched,
-        "delta": float(attrs["delta"]),
+        "charged_noise_multiplier": statement.charged_noise_multiplier,
+        "microbatched": statement.microbatched,
+        "delta": delta,
         "clip_norm_selection": None if not clip else {
             "source": clip["source"], "quantile": clip.get("quantile"), "epsilon": clip["epsilon"],
         },
-        "epsilon_total": finite_or_none(attrs.get("epsilon_total", attrs.get("epsilon_rdp"))),
+        "epsilon_total": finite_or_none(statement.epsilon_total),
         "note": (
-            "epsilon is the RDP ε of this training run (every checkpoint); epsilon_total adds the private "
-            "clip-norm selection; the search's own cost is under search.tuning_cost"
-            + ("; microbatched: the accountant charges sigma/2" if microbatched else "")
+            "epsilon is the RDP ε of this training run (every checkpoint); epsilon_total adds the releases "
+            "before training (clip-norm histograms, preprocessing); the search's own cost is under "
+            "search.tuning_cost; privacy_statement says what all of it covers"
         ),
     }
-    cost = search_cost(study)
     metrics = {
         "val_accuracy": attrs.get("val_accuracy"),
         "val_loss": attrs.get("val_loss"),
@@ -122,27 +139,33 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         delta=float(attrs["delta"]),
         dataset=dataset,
         model=ModelSpec.from_dict(attrs["model_spec"]),
-        epsilon=finite_or_none(attrs.get("epsilon_rdp")),
+        epsilon=finite_or_none(statement.epsilon_training_rdp),
         accountant=accountant,
+        privacy_statement=statement.to_dict(),
         metrics=metrics,
         search=search,
         versions=package_versions(),
-    )
+    ).with_digest()
+
+
+def _clip_detail(clip: dict[str, Any] | None) -> str:
+    if not clip:
+        return ""
+    quantile = clip.get("quantile")
+    return (f"{clip.get('source', 'private')} Laplace histogram(s) of per-example gradient norms"
+            + (f", C at the {quantile:.0%} quantile" if quantile else "") + ", pure DP")
 
 
 def _clip_selection(study_attrs: dict[str, Any]) -> dict[str, Any] | None:
-    """How C was chosen, when that cost privacy (recipe quantile, or a private C chosen
-    before the search); None when C cost nothing."""
+    """How C was chosen and the total ε of every clip-norm histogram released on the dataset
+    (the recipe's own and those before the search); None when no histogram was released."""
     from dptune.objective import study_clip_epsilon
 
-    recipe = (study_attrs.get("recipe") or {}).get("clip")
-    if recipe:
-        return recipe
     epsilon = study_clip_epsilon(study_attrs)
     if epsilon <= 0:
         return None
-    ui = study_attrs.get("ui_clip_selection") or {}
-    return {"source": ui.get("source", "private"), "quantile": ui.get("quantile"), "epsilon": epsilon}
+    chosen = (study_attrs.get("recipe") or {}).get("clip") or study_attrs.get("ui_clip_selection") or {}
+    return {"source": chosen.get("source", "private"), "quantile": chosen.get("quantile"), "epsilon": epsilon}
 
 
 def export_trial(storage: str, study_name: str, output: str | os.PathLike, *, trial_number: int | None = None,
@@ -159,75 +182,105 @@ def export_trial(storage: str, study_name: str, output: str | os.PathLike, *, tr
 # ---------------------------------------------------------------------------- train --config
 @dataclass
 class Reproduction:
-    """What `train --config` measured, next to what the YAML recorded."""
+    """What `train --config` measured and the privacy statement it recomputed from the run
+    (never copied from the file), next to what the YAML recorded."""
 
     run_config: RunConfig
     result: Any  # dptune.dpsgd.TrainResult
-    epsilon_total: float
+    statement: PrivacyStatement
     epsilon_matches: bool | None
     recorded_accuracy: float | None
+    integrity: tuple[str, ...]
+
+    @property
+    def epsilon_total(self) -> float:
+        return self.statement.epsilon_total
 
     def lines(self) -> list[str]:
         r, rc = self.result, self.run_config
         t = rc.training
         out = [
             f"trained {r.dataset_name} (N = {r.n_train}, fingerprint {r.dataset_fingerprint[:12]}…) on {r.device}:",
-            f"  C = {t.l2_norm_clip:.4g}, sigma = {t.noise_multiplier:.4g}, m = {t.num_microbatches}, "
+            f"  C = {t.l2_norm_clip:.4g}, sigma = {format_sigma(t.noise_multiplier)}, m = {t.num_microbatches}, "
             f"lr = {t.learning_rate:.4g}, B = {t.batch_size}, epochs = {t.epochs:g}, {t.optimizer}, {t.sampling}, "
-            f"seed {t.seed}",
+            f"initial-weights seed {t.seed}",
             f"  val accuracy {r.val_accuracy:.4f}, val loss {r.val_loss:.4f}, {r.train_seconds:.1f} s "
             f"({r.seconds_per_step * 1000:.2f} ms/step, {r.examples_per_second:.0f} examples/s)",
-            f"  epsilon (RDP, order {r.rdp_order}) = {_fmt(r.epsilon_rdp)}, epsilon (PLD) = {_fmt(r.epsilon_pld)} "
-            f"at delta = {r.delta:.3g} ({r.steps} steps)",
         ]
-        if t.seed is not None:
-            out.append(f"  note: seed {t.seed} makes this run's noise recomputable from this file; to release the "
-                       "model, train it with `seed: null` (fresh, secret noise; accuracy then varies within noise)")
-        if self.epsilon_total != r.epsilon_rdp:
-            out.append(f"  epsilon with the clip-norm selection (RDP) = {_fmt(self.epsilon_total)}")
+        out.extend(self.statement.lines())
         if self.epsilon_matches is not None:
             out.append(
-                "  epsilon reproduces the recorded value exactly" if self.epsilon_matches
-                else f"  WARNING: epsilon differs from the recorded {rc.epsilon!r}"
+                "  training epsilon reproduces the recorded value exactly" if self.epsilon_matches
+                else f"  WARNING: training epsilon differs from the recorded {rc.epsilon!r}"
             )
+        out.extend(f"  {line}" for line in self.integrity)
         if self.recorded_accuracy is not None:
             out.append(f"  recorded val accuracy {self.recorded_accuracy:.4f} "
-                       f"(difference {r.val_accuracy - self.recorded_accuracy:+.4f})")
-        cost = (rc.search or {}).get("tuning_cost") or {}
-        if cost:
-            out.append(
-                "  the search that chose it spent (naive composition over all trials) "
-                f"ε = {_fmt(cost.get('naive_composition_epsilon'))}"
-                + (f", releasing only this trial ε = {_fmt(cost['repeat_and_select_epsilon'])}"
-                   if cost.get("repeat_and_select_epsilon") is not None else "")
-            )
+                       f"(difference {r.val_accuracy - self.recorded_accuracy:+.4f}; fresh secret noise, so "
+                       "accuracy reproduces statistically, not digit for digit)")
         return out
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "inf (no privacy)"
-    return "inf (no privacy)" if isinstance(value, float) and math.isinf(value) else f"{value:.4f}"
+def _integrity(run_config: RunConfig) -> tuple[str, ...]:
+    """What `train` cannot vouch for in the file: an accountant block that is missing or was
+    edited after export (the releases before training are taken from it)."""
+    matches = run_config.digest_matches()
+    if run_config.accountant is None:
+        return ("NOTE: the file has no accountant block, so no release before training (clip-norm "
+                "histograms) is known; if C was read off the training data, add that ε yourself",)
+    if matches is None:
+        return ("NOTE: the accountant block has no digest (not written by `dptune export`): the clip-norm "
+                "releases it lists are taken as they are",)
+    if not matches:
+        return ("WARNING: the file was edited after export (accountant.digest does not match the training "
+                "keys, delta, dataset, accountant and search blocks); the clip-norm releases it lists may be "
+                "incomplete, so the total below may be too low",)
+    return ()
+
+
+def _recorded_search(run_config: RunConfig) -> SearchPart | None:
+    """The search's cost as the file records it (a search cannot be recomputed from one run)."""
+    cost = (run_config.search or {}).get("tuning_cost") or {}
+    if not cost:
+        return None
+    return SearchPart(
+        epsilon_all_trials=cost.get("naive_composition_epsilon"),
+        epsilon_selected_release=cost.get("selected_release_epsilon"),
+        trials_charged=int(cost.get("n_trials_charged") or 0),
+        note="as recorded in the file",
+    )
+
+
+def check_delta(delta: float, n_train: int, *, force: bool) -> None:
+    """Refuse a δ ≥ 1/N (no meaningful guarantee) unless `force`."""
+    if is_unsafe_delta(delta, n_train) and not force:
+        raise ConfigError(
+            f"delta = {delta:.3g} is not below 1/N = {1 / n_train:.3g} (N = {n_train}): publishing one random "
+            "training row meets such a guarantee. Use a smaller delta (e.g. "
+            f"{1 / n_train ** 1.1:.3g}), or pass --force-unsafe-delta to train anyway."
+        )
 
 
 def train_from_config(path_or_config: str | os.PathLike | RunConfig, *, workspace: str | None = None,
-                      train_fn=None) -> Reproduction:
-    """Rebuild the dataset and model from a run YAML and train exactly that config."""
+                      train_fn=None, force_unsafe_delta: bool = False) -> Reproduction:
+    """Rebuild the dataset and model from a run YAML, train exactly that config and recompute
+    its privacy statement from the run (the clip-norm releases come from the accountant
+    block, whose digest is checked; preprocessing from the dataset itself)."""
     run_config = path_or_config if isinstance(path_or_config, RunConfig) else load_run_config(path_or_config)
     if train_fn is None:
         from dptune.dpsgd import train as train_fn
     dataset = run_config.dataset.resolve(workspace or run_config.dataset.workspace)
+    check_delta(run_config.delta, dataset.n_train, force=force_unsafe_delta)
     result = train_fn(dataset, run_config.model, run_config.training, delta=run_config.delta)
     clip = (run_config.accountant or {}).get("clip_norm_selection") or {}
-    total = result.epsilon_rdp
-    if clip.get("epsilon"):
-        t = run_config.training
-        total = epsilon_with_clip_selection(
-            TrainingPrivacy(dataset.n_train, t.batch_size, t.noise_multiplier, result.steps, not t.per_example),
-            float(clip["epsilon"]), run_config.delta,
-        )[0]
+    statement = statement_for_run(
+        n_train=dataset.n_train, config=run_config.training, steps=result.steps, delta=run_config.delta,
+        clip_epsilon=float(clip.get("epsilon") or 0.0), clip_detail=_clip_detail(clip or None),
+        preprocessing=preprocessing_release(preprocessing_record(dataset)),
+        search=_recorded_search(run_config),
+    )
     matches = None
     if run_config.epsilon is not None:
-        matches = result.epsilon_rdp == run_config.epsilon
+        matches = statement.epsilon_training_rdp == run_config.epsilon
     recorded = (run_config.metrics or {}).get("val_accuracy")
-    return Reproduction(run_config, result, total, matches, recorded)
+    return Reproduction(run_config, result, statement, matches, recorded, _integrity(run_config))

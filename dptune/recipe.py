@@ -1,6 +1,6 @@
 """TF Privacy's tuning recipe, automated (DESIGN.md "The tuning recipe").
 
-1. Clip norm: profile the per-example gradient norms of the initial model on (a sample of)
+1. Clip norm: profile the per-example gradient norms of the initial model on every row of
    the training data and set C to a chosen quantile. On the training data the quantile is
    released privately: a histogram over fixed log-spaced bins plus Laplace noise of scale
    1/ε_C (one example changes one count by 1, so the histogram is pure ε_C-DP); the quantile
@@ -34,7 +34,9 @@ from optuna.trial import TrialState
 from dptune import privacy
 from dptune.config import DPSGDConfig, ModelSpec
 from dptune.dataset import Dataset
+from dptune.dpsgd import gradient_norms
 from dptune.errors import PrivacyError
+from dptune.models import build_model
 from dptune.objective import (
     RECIPE_BASELINE_PHASE,
     RECIPE_CONSTRAINT,
@@ -45,6 +47,7 @@ from dptune.objective import (
     is_planned,
     refuse_surplus,
     run_trial,
+    study_clip_epsilon,
     suggest_config,
 )
 from dptune.search_cost import TrainingPrivacy, calibrate_with_clip_selection, epsilon_with_clip_selection
@@ -58,19 +61,15 @@ PROFILE_QUANTILES = (0.5, 0.75, 0.9)
 
 
 # ---------------------------------------------------------------------------- 1. clip norm
-def gradient_norm_profile(
-    dataset: Dataset, model_spec: ModelSpec, *, examples: int = 1000, seed: int = 0
-) -> np.ndarray:
+def gradient_norm_profile(dataset: Dataset, model_spec: ModelSpec, *, seed: int | None = 0) -> np.ndarray:
     """Per-example gradient norms (over all trainable parameters) of a freshly initialised
-    model, on a random sample of at most `examples` training examples. Not private."""
-    from dptune.dpsgd import gradient_norms
-    from dptune.models import build_model
+    model (initial weights fixed by the public `seed`), on EVERY training example, in row
+    order. Not private by itself: `private_clip_norm` releases it.
 
-    rng = np.random.default_rng(seed)
-    count = min(examples, dataset.n_train)
-    rows = np.sort(rng.choice(dataset.n_train, size=count, replace=False))
+    Every row, not a subsample: with a seeded subsample, adding one row changes which other
+    rows are profiled, so the histogram's sensitivity is no longer the 1 that is charged."""
     model = build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=seed)
-    return np.asarray(gradient_norms(model, dataset.x_train[rows], dataset.y_train[rows]), dtype=np.float64)
+    return np.asarray(gradient_norms(model, dataset.x_train, dataset.y_train), dtype=np.float64)
 
 
 def histogram(norms: np.ndarray) -> np.ndarray:
@@ -176,9 +175,8 @@ def select_clip_norm(spec: SearchSpec, dataset: Dataset, *, rng: np.random.Gener
     seed = spec.base_config().seed
     if recipe.clip_dataset is not None:
         public = recipe.clip_dataset.resolve(spec.workspace)
-        norms = gradient_norm_profile(public, spec.model, examples=recipe.profile_examples, seed=seed)
-        return public_clip_norm(norms, recipe.clip_quantile)
-    norms = gradient_norm_profile(dataset, spec.model, examples=recipe.profile_examples, seed=seed)
+        return public_clip_norm(gradient_norm_profile(public, spec.model, seed=seed), recipe.clip_quantile)
+    norms = gradient_norm_profile(dataset, spec.model, seed=seed)
     return private_clip_norm(norms, recipe.clip_quantile, recipe.clip_epsilon, rng=rng)
 
 
@@ -322,8 +320,7 @@ def make_recipe_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, t
         if not is_planned(trial):
             refuse_surplus(trial)
         phase = trial.user_attrs.get("phase", RECIPE_NOISE_PHASE)
-        state = trial.study.user_attrs.get("recipe") or {}
-        clip_epsilon = float(state.get("clip", {}).get("epsilon") or 0.0)
+        clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
         if phase == RECIPE_NOISE_PHASE:
             trial.set_user_attr("sampler", spec.sampler)
             config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta))
@@ -403,7 +400,7 @@ def run_recipe(
         state = _set_state(study, state, clip=clip.to_dict(), status="clip")
         say(f"clip norm C = {clip.l2_norm_clip:.4g} ({clip.source}, ε spent {clip.epsilon:g})")
     clip_norm = float(state["clip"]["l2_norm_clip"])
-    clip_epsilon = float(state["clip"]["epsilon"])
+    clip_epsilon = study_clip_epsilon(study.user_attrs)  # this release and those before the search
 
     # 2a. non-private baseline (sigma = 0, m = 1, same C)
     if "baseline" not in state:

@@ -11,7 +11,7 @@ Keys (DESIGN.md "YAML export"); the training keys are TF Privacy's names::
     optimizer: sgd
     momentum: 0.9                # optional, used by optimizer momentum
     sampling: poisson
-    seed: 0
+    seed: 0                      # initial weights only; noise and batches are always secret
     epsilon: 2.98                # RDP ε of this training run at delta (what `train` recomputes)
     delta: 1.0e-05
     accountant: {method: rdp, epsilon_rdp: 2.98, epsilon_pld: 2.61, rdp_order: 11.0, steps: 113,
@@ -30,6 +30,8 @@ value out of range raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import platform
@@ -46,8 +48,10 @@ from dptune.errors import ConfigError
 from dptune.yaml_fields import check_keys, is_number, load_yaml_mapping, number, prefixed, string
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(DPSGDConfig))  # the YAML keys of a run
-REQUIRED_KEYS = (*(key for key in TRAINING_KEYS if key != "momentum"), "delta", "dataset", "model")
-OPTIONAL_KEYS = ("momentum", "epsilon", "accountant", "metrics", "search", "versions")
+OPTIONAL_TRAINING_KEYS = ("momentum", "debug_fixed_noise")
+REQUIRED_KEYS = (*(key for key in TRAINING_KEYS if key not in OPTIONAL_TRAINING_KEYS), "delta", "dataset", "model")
+OPTIONAL_KEYS = (*OPTIONAL_TRAINING_KEYS, "epsilon", "accountant", "privacy_statement", "metrics", "search",
+                 "versions")
 ACCOUNTANT_KEYS = (
     "method",
     "epsilon_rdp",
@@ -63,6 +67,7 @@ ACCOUNTANT_KEYS = (
     "epsilon_total",
     "epsilon_total_pld",
     "note",
+    "digest",
 )
 METRIC_KEYS = (
     "val_accuracy",
@@ -95,21 +100,40 @@ class RunConfig:
     model: ModelSpec
     epsilon: float | None = None
     accountant: dict[str, Any] | None = None
+    privacy_statement: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     versions: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = self.training.to_dict()
+        if not self.training.debug_fixed_noise:
+            del out["debug_fixed_noise"]  # the normal case: nothing about the noise is written down
         out["epsilon"] = self.epsilon
         out["delta"] = self.delta
         out["accountant"] = self.accountant
+        out["privacy_statement"] = self.privacy_statement
         out["dataset"] = self.dataset.to_dict()
         out["model"] = self.model.to_dict()
         out["metrics"] = self.metrics
         out["search"] = self.search
         out["versions"] = self.versions
         return {k: _plain(v) for k, v in out.items() if v is not None}
+
+    def with_digest(self) -> RunConfig:
+        """A copy whose accountant block carries `accountant_digest` of this run (export)."""
+        if self.accountant is None:
+            return self
+        accountant = {k: v for k, v in self.accountant.items() if k != "digest"}
+        unsigned = dataclasses.replace(self, accountant=accountant)
+        return dataclasses.replace(unsigned, accountant={**accountant, "digest": accountant_digest(unsigned.to_dict())})
+
+    def digest_matches(self) -> bool | None:
+        """True when the accountant block is as exported; False when it or what it rests on was
+        edited; None when there is no accountant block or no digest to check."""
+        if not self.accountant or "digest" not in self.accountant:
+            return None
+        return self.accountant["digest"] == accountant_digest(self.to_dict())
 
     def dump(self, path: str | os.PathLike) -> Path:
         """Write as YAML (keys in the documented order)."""
@@ -146,6 +170,7 @@ class RunConfig:
             model=ModelSpec.from_dict(model_values),
             epsilon=epsilon,
             accountant=_accountant(values.get("accountant")),
+            privacy_statement=_mapping(values.get("privacy_statement"), "privacy_statement", None),
             metrics=_mapping(values.get("metrics"), "metrics", METRIC_KEYS),
             search=_mapping(values.get("search"), "search", SEARCH_KEYS),
             versions=_versions(values.get("versions")),
@@ -168,10 +193,16 @@ def _accountant(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _mapping(value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+def _mapping(value: Any, where: str, keys: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """A mapping with only `keys` (None: any keys; the privacy statement is informative only:
+    `dptune train` recomputes it)."""
     if value is None:
         return None
-    check_keys(value, where, optional=keys)
+    if keys is None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+    else:
+        check_keys(value, where, optional=keys)
     return dict(value)
 
 
@@ -195,6 +226,23 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):
         return value.item()
     return value
+
+
+def accountant_digest(values: dict[str, Any]) -> str:
+    """SHA-256 over what the recorded ε rests on: the training keys, δ, the dataset's
+    fingerprint, the accountant block (less its digest) and the search block. `dptune export`
+    writes it as `accountant.digest`; `dptune train` says when it no longer matches (an edited
+    file: e.g. a deleted clip-norm release would silently lower the total)."""
+    accountant = {k: v for k, v in (values.get("accountant") or {}).items() if k != "digest"}
+    covered = {
+        "training": {k: values.get(k) for k in TRAINING_KEYS if k != "debug_fixed_noise"},
+        "debug_fixed_noise": bool(values.get("debug_fixed_noise", False)),
+        "delta": values.get("delta"),
+        "fingerprint": (values.get("dataset") or {}).get("fingerprint"),
+        "accountant": accountant,
+        "search": values.get("search"),
+    }
+    return hashlib.sha256(json.dumps(_plain(covered), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:

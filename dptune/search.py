@@ -34,6 +34,7 @@ from dptune.dataset_ref import DatasetRef
 from dptune.errors import ConfigError
 from dptune.objective import SEARCH_PHASE, TrialFailed, TrainFn, make_objective
 from dptune.search_spec import SearchSpec
+from dptune.statement import preprocessing_record
 
 DIRECTIONS = {
     "budgeted": ["maximize"],
@@ -103,6 +104,12 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     """
     if dataset is None:
         dataset = spec.dataset.resolve(spec.workspace)
+    if dataset.preprocessing_epsilon != 0:
+        raise ConfigError(
+            f"dataset: {dataset.name!r} was prepared in a way whose privacy cost is not zero "
+            f"(ε = {dataset.preprocessing_epsilon:g}: {dataset.preprocessing_note}); prepare it again with this "
+            "version of dptune (upload it again), which fits nothing on the rows"
+        )
     dataset.save(spec.workspace)
     workspace = str(Path(spec.workspace).resolve())
     pinned = spec.replace(
@@ -139,7 +146,8 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     attrs = {
         "mode": pinned.mode,
         "search_spec": pinned.to_dict(),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_train": dataset.n_train},
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_train": dataset.n_train,
+                    "preprocessing": preprocessing_record(dataset)},
         "workspace": workspace,
         "target_epsilon": pinned.target_epsilon,
         "delta": delta,

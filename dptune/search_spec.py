@@ -10,7 +10,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
     n_trials: 20                   # or {distribution: poisson, mean: 20}
                                    # or {distribution: truncated_negative_binomial, mean: 20, shape: 1}
     epsilon_includes_search_cost: false
-    clip_selection_epsilon: 0      # ε already spent choosing C privately (composed into every trial)
+    clip_selection_epsilon: 0      # ε of clip-norm histograms already released on this dataset (composed into every trial)
     ranges:                        # [low, high] (log scale), a single value fixes it
       l2_norm_clip: [0.1, 10]
       learning_rate: [0.01, 1.0]
@@ -18,7 +18,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
       epochs: [1, 10]
       num_microbatches: [8, 32, per_example]   # choices
       noise_multiplier: [0.5, 5]   # pareto and recipe only (budgeted calibrates sigma)
-    fixed: {optimizer: sgd, momentum: 0.9, sampling: poisson, seed: 0}
+    fixed: {optimizer: sgd, momentum: 0.9, sampling: poisson, seed: 0}   # seed: initial weights only
     sampler: tpe                   # tpe | random | nsga2 | gp
     pruner: median                 # none | median | percentile | successive_halving | hyperband
     study_name: digits-budgeted
@@ -293,7 +293,6 @@ class RecipeSpec:
     clip_epsilon: the ε spent on that quantile (a Laplace-noised histogram over log-spaced
         bins; pure ε-DP), composed into every trial's total. 0 is allowed only with
         clip_dataset, a public or proxy dataset used instead of the training data (no cost).
-    profile_examples: how many training examples the profile uses (a random sample).
     tolerance: how much validation accuracy (absolute, 0.05 = 5 points) the m = 1 noise
         search may lose against the non-private baseline.
     baseline_trials: non-private (sigma = 0, m = 1) runs; the baseline is their best.
@@ -306,7 +305,6 @@ class RecipeSpec:
     clip_quantile: float = 0.75
     clip_epsilon: float = 0.1
     clip_dataset: DatasetRef | None = None
-    profile_examples: int = 5000
     tolerance: float = 0.05
     baseline_trials: int = 1
     verify_trials: int = 2
@@ -323,7 +321,6 @@ class RecipeSpec:
                 "recipe.clip_epsilon must be > 0 when the clip norm is estimated on the training data; "
                 "give recipe.clip_dataset (public/proxy data, no cost) or recipe.clip_norm to spend nothing"
             )
-        number(self.profile_examples, "recipe.profile_examples", low=1, integer=True)
         number(self.tolerance, "recipe.tolerance", low=0, high=1)
         number(self.baseline_trials, "recipe.baseline_trials", low=1, integer=True)
         number(self.verify_trials, "recipe.verify_trials", low=1, integer=True)
@@ -373,8 +370,6 @@ class SearchSpec:
         string(self.mode, "mode", choices=MODES)
         number(self.target_epsilon, "target_epsilon", low=0, low_open=True)
         number(self.clip_selection_epsilon, "clip_selection_epsilon", low=0)
-        if self.mode == "recipe" and self.clip_selection_epsilon:
-            raise ConfigError("clip_selection_epsilon: the recipe chooses C itself (recipe.clip_epsilon)")
         if self.delta is not None:
             number(self.delta, "delta", low=0, high=1, low_open=True, high_open=True)
         if self.ranges is None:

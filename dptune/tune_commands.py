@@ -116,8 +116,8 @@ def handle_export(args: argparse.Namespace) -> int:
         args.storage, args.study, args.output, trial_number=args.trial, target_epsilon=args.target_epsilon
     )
     metrics = run_config.metrics or {}
-    print(f"wrote {path}: trial {trial.number}, val accuracy {_fmt(metrics.get('val_accuracy'))}, "
-          f"ε = {_fmt(run_config.epsilon)} at δ = {run_config.delta:.3g}")
+    print(f"wrote {path}: trial {trial.number}, val accuracy {_fmt(metrics.get('val_accuracy'))}")
+    print(run_config.privacy_statement["text"])
     return 0
 
 
@@ -126,13 +126,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="run YAML (from `dptune export`)")
     parser.add_argument("--workspace", default=None, help="where the dataset .npz is (default: the YAML's)")
     parser.add_argument("--save-model", default=None, help="save the trained model as .keras here")
+    parser.add_argument("--force-unsafe-delta", action="store_true",
+                        help="train even when delta >= 1/N (the run then has no meaningful guarantee)")
 
 
 def handle_train(args: argparse.Namespace) -> int:
     from dptune.export import train_from_config
 
     _quiet()
-    reproduction = train_from_config(args.config, workspace=args.workspace)
+    reproduction = train_from_config(args.config, workspace=args.workspace,
+                                     force_unsafe_delta=args.force_unsafe_delta)
     for line in reproduction.lines():
         print(line)
     if args.save_model:

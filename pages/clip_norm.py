@@ -3,7 +3,8 @@
 import streamlit as st
 
 from dptune import plots
-from dptune.ui import clip_view, core, shell
+from dptune.statement import format_epsilon
+from dptune.ui import clip_view, core, shell, specs
 
 shell.frame("Clip norm")
 st.title("Clip norm C")
@@ -29,7 +30,7 @@ with core.guard("Clip norm"):
         clip = core.update_state("clip", **changes)["clip"]
 
     if method == "private":
-        left, mid, right = st.columns(3)
+        left, mid = st.columns(2)
         quantiles = list(clip_view.QUANTILES)
         quantile = left.radio("Quantile", quantiles, format_func=lambda q: f"{q:.0%}", horizontal=True,
                               index=quantiles.index(clip.get("quantile", 0.75)) if clip.get("quantile") in quantiles
@@ -38,8 +39,6 @@ with core.guard("Clip norm"):
                                            value=float(clip.get("clip_epsilon") or 0.1), step=0.05,
                                            key="clip-epsilon",
                                            help="Pure ε-DP (δ = 0) of the noisy histogram; added to every trial's ε."))
-        examples = int(right.number_input("examples profiled", min_value=50, max_value=max(50, data.dataset.n_train),
-                                          value=min(1000, data.dataset.n_train), step=100, key="clip-examples"))
         selection = clip.get("selection")
         if epsilon_c != clip.get("clip_epsilon") or quantile != clip.get("quantile"):
             changes = {"clip_epsilon": epsilon_c, "quantile": quantile}
@@ -48,9 +47,10 @@ with core.guard("Clip norm"):
             clip = core.update_state("clip", **changes)["clip"]
         if st.button("Release the noisy histogram" + (" again" if selection else ""), type="primary",
                      icon=":material/bar_chart:", key="clip-release",
-                     help=f"Profiles {examples} examples with the initial model and releases their histogram "
-                     f"with ε_C = {epsilon_c:g}. Each release spends ε_C again."):
-            clip = clip_view.release(data, model, quantile=quantile, epsilon=epsilon_c, examples=examples)
+                     help=f"Profiles all {data.dataset.n_train:,} training rows with the initial model and "
+                     f"releases their histogram with ε_C = {epsilon_c:g}. Each release spends ε_C again on this "
+                     "dataset."):
+            clip = clip_view.release(data, model, quantile=quantile, epsilon=epsilon_c)
             selection = clip["selection"]
         if selection:
             st.plotly_chart(
@@ -63,9 +63,8 @@ with core.guard("Clip norm"):
                 col.metric(f"{q:.0%} quantile", f"{selection['quantiles'][str(q)]:.3g}")
             cols[3].metric("chosen C", f"{clip['l2_norm_clip']:.3g}")
             st.caption(
-                f"Released from {selection['examples']:,} examples of the initial {model.kind} model with ε_C = "
-                f"{selection['epsilon']:g}. Histograms released so far: {clip.get('releases', 1)}, ε spent on them "
-                f"in total: {clip.get('epsilon_spent', selection['epsilon']):g} (pure DP, composes with training)."
+                f"Released from all {selection['examples']:,} training rows, gradients of the initial {model.kind} "
+                f"model, with ε_C = {selection['epsilon']:g}."
             )
         else:
             st.info("Press **Release the noisy histogram** to profile the gradient norms and choose C.",
@@ -76,7 +75,15 @@ with core.guard("Clip norm"):
         if value != clip.get("l2_norm_clip") or clip.get("selection"):
             clip = core.update_state("clip", l2_norm_clip=value, selection=None)["clip"]
         st.caption("A C you choose without looking at the training data costs no privacy (TF Privacy: 1.0 often "
-                   "works for small models).")
+                   "works for small models); histograms already released on this dataset stay spent.")
+
+    spent = specs.spent_on(clip, data.dataset.fingerprint)
+    if spent["releases"]:
+        st.markdown(
+            f"**Spent on this dataset:** {spent['releases']} histogram release(s), ε_C = {spent['epsilon']:g} in "
+            "total (pure DP). It stays in every total of every search on this dataset, whichever C you use now: "
+            "a histogram once seen cannot be unseen."
+        )
 
     if clip.get("l2_norm_clip"):
         uses = {"range": "Search C around it (C/4 … 4C)", "fix": "Use exactly this C in every trial"}
@@ -89,8 +96,8 @@ with core.guard("Clip norm"):
             st.markdown(
                 f"**Privacy cost of this C.** A trial calibrated to ε = {cost['target']:g} "
                 f"(B = {cost['batch_size']}, {cost['epochs']:g} epochs, δ = {cost['delta']:.2g}) costs "
-                f"**ε = {cost['with_clip']:.3f}** once the clip-norm release (ε_C = {cost['clip_epsilon']:g}) is "
-                "composed with it (RDP accountant)."
+                f"**ε = {format_epsilon(cost['with_clip'])}** once the clip-norm releases on this dataset "
+                f"(ε_C = {cost['clip_epsilon']:g}) are composed with it (RDP accountant)."
                 if cost["clip_epsilon"] > 0
                 else "**Privacy cost of this C: none** (no training data was used to choose it)."
             )

@@ -98,7 +98,7 @@ def end_to_end(tmp_path: Path, capsys, search: dict) -> dict:
     assert main(["train", "--config", str(chosen)]) == 0
     train_output = capsys.readouterr().out
     accuracy = float(re.search(r"val accuracy (\d\.\d+), val loss", train_output).group(1))
-    epsilon = float(re.search(r"epsilon \(RDP, order [\d.]+\) = (\d+\.\d+)", train_output).group(1))
+    epsilon = float(re.search(r"training: ε = (\d+\.\d+) \(RDP", train_output).group(1))
     return {
         "study": study, "spec": spec, "best": best, "exported": exported, "tune_output": tune_output,
         "train_output": train_output, "train_accuracy": accuracy, "train_epsilon": epsilon,

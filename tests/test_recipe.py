@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 from dptune import privacy
+from dptune.config import ModelSpec
+from dptune.data import builtin_dataset
+from dptune.dataset import Dataset
 from dptune.errors import PrivacyError
 from dptune.recipe import (
     BIN_EDGES,
+    gradient_norm_profile,
     histogram,
     private_clip_norm,
     public_clip_norm,
@@ -25,6 +29,36 @@ DELTA = privacy.default_delta(N)
 
 
 # ---------------------------------------------------------------------------- clip norm
+def _without_row(dataset: Dataset, row: int) -> Dataset:
+    keep = np.arange(dataset.n_train) != row
+    return Dataset(name=dataset.name, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep],
+                   x_val=dataset.x_val, y_val=dataset.y_val, class_names=dataset.class_names)
+
+
+def _seeded_subsample_profile(dataset: Dataset, spec: ModelSpec, examples: int) -> np.ndarray:
+    """The profile as it was before issue 8 (a seed-0 subsample): kept here as the broken variant."""
+    rows = np.sort(np.random.default_rng(0).choice(dataset.n_train, size=min(examples, dataset.n_train),
+                                                   replace=False))
+    subset = Dataset(name=dataset.name, x_train=dataset.x_train[rows], y_train=dataset.y_train[rows],
+                     x_val=dataset.x_val, y_val=dataset.y_val, class_names=dataset.class_names)
+    return gradient_norm_profile(subset, spec)
+
+
+def test_removing_one_row_changes_the_released_histogram_by_one_count():
+    """The Laplace histogram is charged L1 sensitivity 1; the exact histograms of D and D − 1 row
+    must differ by exactly that, while the old seeded-subsample profile differs by many."""
+    digits, spec = builtin_dataset("digits"), ModelSpec("mlp", hidden_units=(16,))
+    full = histogram(gradient_norm_profile(digits, spec))
+    assert full.sum() == digits.n_train
+    old = histogram(_seeded_subsample_profile(digits, spec, 1000))
+    broken_changes = []
+    for row in (0, 500, digits.n_train - 1):
+        smaller = _without_row(digits, row)
+        assert np.abs(full - histogram(gradient_norm_profile(smaller, spec))).sum() == 1
+        broken_changes.append(np.abs(old - histogram(_seeded_subsample_profile(smaller, spec, 1000))).sum())
+    assert max(broken_changes) > 1  # the check can fail: a seeded subsample moves other rows
+
+
 def test_histogram_counts_every_norm_once():
     norms = np.array([1e-5, 0.5, 0.5, 2.0, 3.0, 5e3])
     counts = histogram(norms)
@@ -149,7 +183,7 @@ def test_clip_norm_from_a_fixed_value_or_a_public_dataset_costs_nothing(tmp_path
     fixed = select_clip_norm(SearchSpec.from_dict({**base, "recipe": {"clip_norm": 1.5}}), digits)
     assert (fixed.source, fixed.l2_norm_clip, fixed.epsilon) == ("fixed", 1.5, 0.0)
     proxy = {"builtin": "digits", "options": {"seed": 1}}  # another split stands in for public data
-    public = select_clip_norm(SearchSpec.from_dict({**base, "recipe": {"clip_dataset": proxy, "clip_epsilon": 0,
-                                                                       "profile_examples": 300}}), digits)
-    assert public.source == "public" and public.epsilon == 0.0 and public.examples == 300
+    public = select_clip_norm(SearchSpec.from_dict({**base, "recipe": {"clip_dataset": proxy, "clip_epsilon": 0}}), digits)
+    assert public.source == "public" and public.epsilon == 0.0
+    assert public.examples == builtin_dataset("digits", seed=1).n_train  # every row profiled
     assert public.quantiles["0.5"] <= public.l2_norm_clip <= public.quantiles["0.9"]

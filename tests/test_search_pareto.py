@@ -45,5 +45,6 @@ def test_pareto_search_on_digits(tmp_path, capsys):
     assert best.user_attrs["val_accuracy"] == max(
         t.user_attrs["val_accuracy"] for t in trials if t.user_attrs["epsilon_rdp"] <= TARGET)
     assert "reproduces the recorded value exactly" in out["train_output"]
-    assert out["train_epsilon"] == pytest.approx(out["exported"].epsilon, abs=5e-5)
-    assert abs(out["train_accuracy"] - best.user_attrs["val_accuracy"]) <= 0.02
+    assert out["train_epsilon"] == pytest.approx(out["exported"].epsilon, abs=1e-4)
+    assert out["train_epsilon"] >= out["exported"].epsilon  # shown rounded up
+    assert abs(out["train_accuracy"] - best.user_attrs["val_accuracy"]) <= 0.06  # fresh secret noise

@@ -8,39 +8,44 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dptune.ui import core
+from dptune.ui import core, specs
 
 QUANTILES = (0.5, 0.75, 0.9)
 
 
 @st.cache_resource(show_spinner="Profiling per-example gradient norms…", max_entries=8)
-def _profile(fingerprint: str, spec_key: str, examples: int, _dataset: Any) -> np.ndarray:
+def _profile(fingerprint: str, spec_key: str, _dataset: Any) -> np.ndarray:
     from dptune.config import ModelSpec
     from dptune.recipe import gradient_norm_profile
 
     spec = ModelSpec.from_dict(json.loads(spec_key))
-    return gradient_norm_profile(_dataset, spec, examples=examples)
+    return gradient_norm_profile(_dataset, spec)
 
 
-def release(data: Any, model: Any, *, quantile: float, epsilon: float, examples: int) -> dict[str, Any]:
-    """Release the noisy histogram (spends `epsilon`), set C to its `quantile`; returns the clip state."""
+def release(data: Any, model: Any, *, quantile: float, epsilon: float) -> dict[str, Any]:
+    """Release the noisy histogram of every training row (spends `epsilon` on this dataset),
+    set C to its `quantile`; returns the clip state."""
     from dptune.recipe import private_clip_norm
 
-    norms = _profile(data.dataset.fingerprint, json.dumps(model.to_dict(), sort_keys=True), int(examples),
-                     data.dataset)
+    fingerprint = data.dataset.fingerprint
+    norms = _profile(fingerprint, json.dumps(model.to_dict(), sort_keys=True), data.dataset)
     selection = private_clip_norm(norms, quantile, epsilon).to_dict()
     state = core.load_state()
     clip = state["clip"]
+    spent = specs.spent_on(clip, fingerprint)
+    ledger = dict(clip.get("spent") or {})
+    ledger[fingerprint] = {"releases": spent["releases"] + 1, "epsilon": round(spent["epsilon"] + epsilon, 9)}
     clip.update(
         method="private",
         quantile=quantile,
         clip_epsilon=epsilon,
         l2_norm_clip=float(selection["l2_norm_clip"]),
         selection=selection,
-        releases=int(clip.get("releases") or 0) + 1,
-        epsilon_spent=round(float(clip.get("epsilon_spent") or 0.0) + epsilon, 6),
-        dataset=data.dataset.fingerprint,
+        spent=ledger,
+        dataset=fingerprint,
     )
+    for legacy in ("releases", "epsilon_spent"):
+        clip.pop(legacy, None)
     core.save_state(state)
     return clip
 
@@ -56,7 +61,7 @@ def _cost(target: float, n: int, batch: int, epochs: float, delta: float, clip_e
 
 
 def cost_example(state: dict[str, Any], data: Any, clip: dict[str, Any]) -> dict[str, Any] | None:
-    """What the clip-norm release adds to a typical trial of the current search settings."""
+    """What the clip-norm releases on this dataset add to a typical trial of the current search settings."""
     from dptune import privacy
     from dptune.errors import DPTuneError
 
@@ -65,8 +70,7 @@ def cost_example(state: dict[str, Any], data: Any, clip: dict[str, Any]) -> dict
     batch = int(min(search["batch_size"][0], n))
     epochs = float(search["epochs"][1])
     delta = float(search.get("delta") or privacy.default_delta(n))
-    clip_epsilon = float(clip.get("clip_epsilon") or 0.0) if clip.get("method") == "private" and clip.get(
-        "selection") else 0.0
+    clip_epsilon = specs.spent_on(clip, data.dataset.fingerprint)["epsilon"]
     target = float(search["target_epsilon"])
     result = {"target": target, "batch_size": batch, "epochs": epochs, "delta": delta, "clip_epsilon": clip_epsilon}
     if clip_epsilon <= 0:

@@ -85,8 +85,9 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     """Create the study (queueing its trials) and start `n_workers` workers; returns its name.
 
     clip: the Clip norm page's state; when C came from its private histogram (budgeted and
-    pareto modes use it as their C range), the release is recorded in the study attribute
-    `ui_clip_selection` so Trade-offs and Export can state that ε_C adds to every trial.
+    pareto modes use it as their C range), how it was read is recorded in the study attribute
+    `ui_clip_selection` for display. What every release on the dataset spent is charged through
+    the spec's `clip_selection_epsilon` (in every mode, whichever C is used).
     The study becomes the current one (saved in the workspace)."""
     from dptune.results import update_search_cost
     from dptune.search import create_study
@@ -101,7 +102,6 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
         study.set_user_attr("ui_clip_selection", {
             "source": "private", "epsilon": float(clip["selection"]["epsilon"]),
             "quantile": clip.get("quantile"), "l2_norm_clip": float(clip["l2_norm_clip"]), "use": clip.get("use"),
-            "releases": int(clip.get("releases") or 1), "epsilon_spent": float(clip.get("epsilon_spent") or 0.0),
         })
     try:
         update_search_cost(study)

@@ -38,8 +38,7 @@ DEFAULT_STATE: dict[str, Any] = {
         "l2_norm_clip": None,  # the chosen C once known
         "use": "range",  # range: search C in [C/4, 4C]; fix: every trial uses C
         "selection": None,  # the released ClipSelection (dptune.recipe), as a dict
-        "releases": 0,  # noisy histograms released so far (each spent clip_epsilon)
-        "epsilon_spent": 0.0,
+        "spent": {},  # per dataset fingerprint: {"releases": k, "epsilon": total ε_C} (spent_on)
         "dataset": None,  # fingerprint the selection was made on
     },
     "search": {
@@ -131,6 +130,16 @@ def default_study_name(dataset_name: str, mode: str, target_epsilon: float, now:
     return f"{base}-{mode}-eps{target_epsilon:g}-{stamp}"
 
 
+def spent_on(clip: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    """{"releases": k, "epsilon": Σ ε_C} of the histograms released on one dataset (by
+    fingerprint). Spending is per dataset and never undone: a histogram once shown stays
+    spent whichever C is used afterwards."""
+    ledger = clip.get("spent") or {}
+    if not ledger and clip.get("releases") and clip.get("dataset"):  # state written before the ledger
+        ledger = {clip["dataset"]: {"releases": int(clip["releases"]), "epsilon": float(clip["epsilon_spent"])}}
+    return dict(ledger.get(fingerprint) or {"releases": 0, "epsilon": 0.0})
+
+
 def search_spec_dict(
     state: dict[str, Any],
     *,
@@ -179,6 +188,8 @@ def search_spec_dict(
         "storage": storage,
         "workspace": workspace,
         "workers": int(search.get("workers") or 1),
+        # every histogram released on this dataset stays spent, whichever C the search uses
+        "clip_selection_epsilon": spent_on(state["clip"], str(dataset_ref.get("fingerprint")))["epsilon"],
     }
     if mode == "recipe":
         clip = state["clip"]
