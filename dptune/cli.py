@@ -17,6 +17,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from dptune.errors import DPTuneError
+from dptune.statement import delta_warnings, format_epsilon
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad arguments or any DPTuneError
@@ -100,7 +101,7 @@ def _run_epsilon(args: argparse.Namespace) -> int:
         delta=args.delta,  # None: privacy.default_delta(N)
         microbatched=microbatched,
     )
-    warning = privacy.delta_warning(report.delta, report.n)
+    warning = " ".join(delta_warnings(report.delta, report.n)) or None
     if args.json:
         out = report.to_dict()
         out["delta_is_default"] = delta_is_default
@@ -114,9 +115,7 @@ def _run_epsilon(args: argparse.Namespace) -> int:
 
 
 def _format_epsilon(value: float | None) -> str:
-    if value is None:
-        return "not computed"
-    return "inf (no privacy)" if math.isinf(value) else f"{value:.4f}"
+    return "not computed" if value is None else format_epsilon(value, 4)
 
 
 def _epsilon_statement(report: Any, microbatches: int | None, delta_is_default: bool, warning: str | None) -> str:

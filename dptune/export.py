@@ -62,8 +62,12 @@ def choose_trial(study: optuna.Study, trial_number: int | None = None,
     return best
 
 
-def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str | None = None) -> RunConfig:
-    """The run YAML of one trial (a pruned trial is exported with the epochs it ran)."""
+def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_url: str | None = None,
+                          cost: dict[str, Any] | None = None) -> RunConfig:
+    """The run YAML of one trial (a pruned trial is exported with the epochs it ran).
+
+    cost: the study's search cost when already known (the `search_cost` study attribute the
+    workers keep current); None recomputes it (`dptune.results.search_cost`)."""
     from dptune.results import search_cost
 
     attrs = trial.user_attrs
@@ -83,7 +87,7 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
     clip = _clip_selection(study.user_attrs)
     steps = int(attrs.get("steps_done") or attrs.get("steps_planned"))
     delta = float(attrs["delta"])
-    cost = search_cost(study)
+    cost = cost or search_cost(study)
     statement = statement_for_run(
         n_train=n_train, config=config, steps=steps, delta=delta,
         clip_epsilon=float(clip["epsilon"]) if clip else 0.0, clip_detail=_clip_detail(clip),

@@ -50,15 +50,16 @@ with core.guard("Export"):
     export = exporting.export_yaml(snapshot, number)
     cols = st.columns(4)
     cols[0].metric("val accuracy", f"{export.val_accuracy:.4f}" if export.val_accuracy is not None else "–")
-    cols[1].metric("ε of this run (RDP)", exporting.fmt(export.epsilon),
+    cols[1].metric("ε of this run (RDP)", exporting.fmt(export.epsilon, void=export.void),
                    help="The training run alone, at the study's δ (every checkpoint).")
-    cols[2].metric("ε incl. clip selection", exporting.fmt(export.epsilon_total),
-                   help="Adds the private clip-norm quantile when the recipe chose C on the training data.")
-    cols[3].metric("ε incl. the search", exporting.fmt(export.search_epsilon),
+    cols[2].metric("ε incl. releases before training", exporting.fmt(export.epsilon_total, void=export.void),
+                   help="Adds every clip-norm histogram released on this dataset and the preprocessing.")
+    cols[3].metric("ε incl. the search", exporting.fmt(export.search_epsilon, void=export.void),
                    help="Releasing this trial after the whole search (composition over every trial that ran, or "
                    "the Papernot-Steinke bound when the number of trials was random).")
-    if export.clip_note:
-        st.info(export.clip_note, icon=":material/content_cut:")
+    st.markdown("**Privacy statement** (the same text `dptune export` and `dptune train` print and the YAML "
+                "carries):")
+    st.code(export.statement, language="text", wrap_lines=True)
     if export.valid:
         st.success(f"Validated: `{export.file_name}` loads with yaml.safe_load and passes dptune's run-config "
                    "checks (no unknown or missing keys).", icon=":material/verified:")

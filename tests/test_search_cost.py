@@ -64,3 +64,14 @@ def test_calibrating_the_whole_search_to_the_target(trials):
     assert 0.99 * 3.0 <= cost <= 3.0
     per_trial = privacy.calibrate_noise_multiplier(3.0, N, B, epochs=EPOCHS, delta=DELTA)
     assert sigma > per_trial  # a search needs more noise per trial than one run
+
+
+def test_repeat_and_select_composes_with_a_clip_selection():
+    """dp_accounting 0.6.0 exports RepeatAndSelectDpEvent only from dp_event: this path crashed."""
+    plain = repeat_and_select_epsilon(run(1.0), 10, math.inf, DELTA)
+    with_clip = repeat_and_select_epsilon(run(1.0), 10, math.inf, DELTA, clip_epsilon=0.1)
+    assert math.isfinite(with_clip) and plain < with_clip < plain + 0.1 + 1e-9
+    trials = {"distribution": "poisson", "mean": 4}
+    sigma = calibrate_search_noise(3.0, N, B, epochs=EPOCHS, delta=DELTA, microbatched=False, trials=trials,
+                                   clip_epsilon=0.1)
+    assert 0.99 * 3.0 <= search_epsilon(run(sigma), trials, DELTA, clip_epsilon=0.1) <= 3.0

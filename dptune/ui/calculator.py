@@ -7,12 +7,12 @@ an input reruns only the calculator, not the page.
 
 from __future__ import annotations
 
-import math
 import shlex
 
 import streamlit as st
 
 from dptune.errors import DPTuneError
+from dptune.statement import delta_warnings, format_epsilon, format_sigma
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -44,12 +44,6 @@ def cli_command(n: int, batch_size: int, sigma: float, epochs: float, delta: flo
     if microbatches is not None and microbatches != batch_size:
         parts += ["--microbatches", str(microbatches)]
     return shlex.join(parts)
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    return "∞" if math.isinf(value) else f"{value:.{digits}g}"
 
 
 def calculator(default_n: int, *, key: str = "calc") -> None:
@@ -92,16 +86,15 @@ def calculator(default_n: int, *, key: str = "calc") -> None:
                 st.error(str(error))
                 return
             a, b = st.columns(2)
-            a.metric("ε (RDP)", _fmt(report["epsilon_rdp"]),
+            a.metric("ε (RDP)", format_epsilon(report["epsilon_rdp"], 4),
                      help=f"RDP accountant, best order {report['rdp_order']}")
-            b.metric("ε (PLD)", _fmt(report["epsilon_pld"]), help="PLD accountant (tighter)")
+            b.metric("ε (PLD)", format_epsilon(report["epsilon_pld"], 4), help="PLD accountant (tighter)")
             st.caption(
                 f"{report['steps']:,} steps, q = B/N = {report['sampling_rate']:.4g}, σ charged "
                 f"{report['charged_noise_multiplier']:.4g}, δ = {report['delta']:.3g}; ε per training run "
                 "(example-level, add/remove one example, Poisson sampling)."
             )
-            warning = privacy.delta_warning(report["delta"], n)
-            if warning:
+            for warning in delta_warnings(report["delta"], n):
                 st.warning(warning)
             if microbatched:
                 st.caption(f"m = {microbatches} < B: the accountant charges σ/2 = {sigma / 2:.4g}.")
@@ -116,7 +109,7 @@ def calculator(default_n: int, *, key: str = "calc") -> None:
                 st.warning(str(error))
                 return
             c, d = st.columns(2)
-            c.metric("σ for ε (RDP)", f"{sigma_rdp:.4g}")
-            d.metric("σ for ε (PLD)", f"{sigma_pld:.4g}")
+            c.metric("σ for ε (RDP)", format_sigma(sigma_rdp), help="Rounded up: never less noise than needed.")
+            d.metric("σ for ε (PLD)", format_sigma(sigma_pld), help="Rounded up: never less noise than needed.")
 
     body()

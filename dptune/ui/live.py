@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from dptune import plots
+from dptune.statement import format_epsilon
 from dptune.ui import core, searching
 from dptune.ui.workers import live_workers
 
@@ -119,8 +120,8 @@ def recipe_steps(recipe: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     elif scaled:
         steps.append(("done", "3. Scale σ and m to the target ε", (
             f"k = {scaled.get('factor')}: σ = {_fmt(scaled.get('noise_multiplier'))}, m = {scaled.get('num_microbatches')}"
-            f" (σ/m unchanged), B = {scaled.get('batch_size')}, ε = {_fmt(scaled.get('epsilon_rdp'), '{:.3f}')}"
-            f", with the clip selection {_fmt(scaled.get('epsilon_total'), '{:.3f}')}"
+            f" (σ/m unchanged), B = {scaled.get('batch_size')}, ε = {format_epsilon(scaled.get('epsilon_rdp'))}"
+            f", with the clip selection {format_epsilon(scaled.get('epsilon_total'))}"
         )))
     elif noise and noise.get("feasible_trials"):
         steps.append(("pending", "3. Scale σ and m to the target ε", "calibrating…"))
@@ -152,7 +153,7 @@ def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -
     last = history[-1] if history else {}
     text = (
         f"trial {trial.number} · epoch {done}/{_fmt(total, '{:g}')} · val acc {_fmt(last.get('val_accuracy'))} · "
-        f"ε so far {_fmt(last.get('epsilon'), '{:.3g}')} of {_fmt(attrs.get('epsilon_planned'), '{:.3g}')} planned · "
+        f"ε so far {format_epsilon(last.get('epsilon'))} of {format_epsilon(attrs.get('epsilon_planned'))} planned · "
         f"C={_fmt(config.get('l2_norm_clip'), '{:.3g}')} σ={_fmt(config.get('noise_multiplier'), '{:.3g}')} "
         f"m={config.get('num_microbatches', '–')} B={config.get('batch_size', '–')}"
     )

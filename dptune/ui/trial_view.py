@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dptune import plots
+from dptune.statement import format_epsilon
 from dptune.ui import core
 
 
@@ -71,9 +72,9 @@ def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> Non
         st.warning(attrs.get("prune_reason") or "pruned: its accuracy was below what the pruner keeps")
     cols = st.columns(3)
     cols[0].metric("val accuracy", _fmt(attrs.get("val_accuracy")))
-    cols[1].metric("ε (RDP, this run)", _fmt(attrs.get("epsilon_rdp"), "{:.3f}"),
+    cols[1].metric("ε (RDP, this run)", format_epsilon(attrs.get("epsilon_rdp")),
                    help=f"RDP accountant at δ = {_fmt(attrs.get('delta'), '{:.2g}')}, order {attrs.get('rdp_order')}")
-    cols[2].metric("ε (PLD, this run)", _fmt(attrs.get("epsilon_pld"), "{:.3f}"))
+    cols[2].metric("ε (PLD, this run)", format_epsilon(attrs.get("epsilon_pld")))
     hyper = {
         "C (l2_norm_clip)": _fmt(config.get("l2_norm_clip")),
         "σ (noise_multiplier)": _fmt(config.get("noise_multiplier")),
@@ -88,7 +89,7 @@ def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> Non
             / max(1, config.get("num_microbatches") or 1)
         ),
         "δ": _fmt(attrs.get("delta"), "{:.3g}"),
-        "ε with clip selection": _fmt(attrs.get("epsilon_total"), "{:.3f}"),
+        "ε incl. releases before training": format_epsilon(attrs.get("epsilon_total")),
         "train seconds": _fmt(attrs.get("train_seconds"), "{:.2f}"),
         "examples / s": _fmt(attrs.get("examples_per_second"), "{:,.0f}"),
         "device": attrs.get("device", "–"),
@@ -113,7 +114,7 @@ def search_cost_caption(snapshot: core.StudySnapshot) -> str:
     release = cost.get("selected_release_epsilon")
     text = (
         f"ε including the search: releasing the selected trial of this study costs "
-        f"ε = {_fmt(release, '{:.3g}')} at δ = {_fmt(cost.get('delta'), '{:.2g}')} "
+        f"ε = {format_epsilon(release)} at δ = {_fmt(cost.get('delta'), '{:.2g}')} "
         f"({cost.get('n_trials_charged')} trial(s) charged). "
     )
     return text + (cost.get("note") or "")
