@@ -164,7 +164,8 @@ class PrivacyStatement:
         """The statement as text lines (CLI, Export page, README): identical everywhere."""
         eps = lambda value: format_epsilon(value, 4, void=self.void)  # noqa: E731
         out = [
-            f"Privacy statement ({'(ε, δ)' if not self.void else 'VOID'}-DP, unit: {UNIT_OF_PRIVACY})",
+            "Privacy statement: " + ("(ε, δ)-differential privacy" if not self.void else "VOID, no guarantee")
+            + f"; unit of privacy: {UNIT_OF_PRIVACY}",
             f"  training: ε = {eps(self.epsilon_training_rdp)} (RDP"
             + (f", order {self.rdp_order:g}" if self.rdp_order else "")
             + f"), ε = {eps(self.epsilon_training_pld)} (PLD) at δ = {self.delta:.3g}; {self.steps} steps, "
@@ -191,7 +192,8 @@ class PrivacyStatement:
             if self.noise_is_secret else
             "  noise and sampling: PUBLIC (debug_fixed_noise derives them from the seed): ε is void"
         )
-        out.append("  not covered by ε: " + "; ".join(NOT_COVERED))
+        out.append("  not covered by ε:")
+        out.extend(f"    - {item}" for item in NOT_COVERED)
         out.extend(f"  {warning}" for warning in self.warnings)
         return out
 

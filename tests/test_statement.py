@@ -76,7 +76,7 @@ def test_the_shuffle_sampler_is_labelled():
 
 def test_the_statement_names_the_unit_and_what_epsilon_does_not_cover():
     text = statement_for_run(n_train=N, config=MNIST, steps=720, delta=1e-5).text()
-    assert "unit: one row of the uploaded file" in text
+    assert "unit of privacy: one row of the uploaded file" in text
     assert "validation rows" in text and "training loss" in text and "secret" in text
 
 
