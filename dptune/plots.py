@@ -137,16 +137,19 @@ def pareto_mask(epsilon: Sequence[float], accuracy: Sequence[float]) -> np.ndarr
 
 
 def best_within_budget(frame: pd.DataFrame, target_epsilon: float | None) -> int | None:
-    """Number of the most accurate complete trial with ε <= target (any ε when target is None).
+    """Number of the most accurate complete trial whose total ε (training plus the releases
+    before it, `epsilon_total`, as `dptune.results.best_trial_within` and `dptune export`
+    use) is <= target (any ε when target is None).
 
     Ties go to the smaller ε, then the lower trial number. None when no trial qualifies.
     """
     done = finished_trials(frame)
+    total = _numeric(done, "epsilon_total").fillna(_numeric(done, "epsilon"))
     if target_epsilon is not None:
-        done = done[_numeric(done, "epsilon") <= float(target_epsilon) * (1 + 1e-9)]
+        done, total = done[total <= float(target_epsilon) * (1 + 1e-9)], total[total <= float(target_epsilon) * (1 + 1e-9)]
     if len(done) == 0:
         return None
-    ranked = done.assign(_acc=_numeric(done, "val_accuracy"), _eps=_numeric(done, "epsilon")).sort_values(
+    ranked = done.assign(_acc=_numeric(done, "val_accuracy"), _eps=total).sort_values(
         ["_acc", "_eps", "number"], ascending=[False, True, True]
     )
     return int(ranked["number"].iloc[0])

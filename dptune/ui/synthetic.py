@@ -169,7 +169,8 @@ def make_study(
     study.set_user_attr("search_spec", spec.to_dict())
     study.set_user_attr("n_trials_planned", n_trials + kwargs.get("running", 0) + kwargs.get("failed", 0)
                         + kwargs.get("pruned", 0))
-    study.set_user_attr("dataset", {"name": dataset_name, "fingerprint": fingerprint, "n_train": n_train})
+    study.set_user_attr("dataset", {"name": dataset_name, "fingerprint": fingerprint, "n_train": n_train,
+                                    "preprocessing": {"epsilon": 0.0, "delta": 0.0, "note": "synthetic study"}})
     study.set_user_attr("workspace", workspace)
     study.set_user_attr("target_epsilon", target_epsilon)
     study.set_user_attr("delta", 1.0 / n_train**1.1)
