@@ -141,8 +141,9 @@ class RunConfig:
         target.parent.mkdir(parents=True, exist_ok=True)
         header = (
             "# dptune run: reproduce with `dptune train --config " + target.name + "`\n"
-            "# epsilon: RDP ε of this training run at delta (accountant.epsilon_total adds the\n"
-            "# clip-norm selection); search.tuning_cost: what the whole search spent.\n"
+            "# epsilon: RDP ε of this training run at delta; privacy_statement: what every ε covers\n"
+            "# (accountant.epsilon_total adds the releases before training; search.tuning_cost is the\n"
+            "# whole search). seed fixes the public initial weights only: noise and batches are secret.\n"
         )
         target.write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
         return target

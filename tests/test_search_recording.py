@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from search_helpers import TINY_MLP, fake_trainer, tiny_dataset
 
 from dptune.errors import ConfigError
-from dptune.objective import SURPLUS_REASON
+from dptune.objective import SURPLUS_REASON, study_clip_epsilon
 from dptune.results import FRAME_COLUMNS, KILLED_REASON, best_trial_within, finished_trials, search_cost, trials_frame
 from dptune.search import create_study, load_study, open_storage, run_queued_trials, tune
 from dptune.search_spec import SearchSpec
@@ -168,6 +168,31 @@ def test_a_clip_norm_chosen_privately_before_the_search_is_in_every_total(tmp_pa
     exported = run_config_from_trial(outcome.study, best_trial_within(outcome.study))
     assert exported.accountant["clip_norm_selection"]["epsilon"] == 0.3
     assert exported.accountant["epsilon_total"] > exported.epsilon
+
+
+def test_clip_releases_stay_spent_in_recipe_mode_and_after_a_typed_c():
+    """Histograms released before a search stay charged: in recipe mode beside the recipe's own
+    release (the recipe's alone was charged before issue 8), and whichever C the search uses."""
+    recipe_after_releases = {"recipe": {"clip": {"source": "private", "epsilon": 0.1}},
+                             "search_spec": {"mode": "recipe", "clip_selection_epsilon": 0.2}}
+    assert study_clip_epsilon(recipe_after_releases) == pytest.approx(0.3)
+    typed_after_release = {"recipe": {"clip": {"source": "fixed", "epsilon": 0.0}},
+                           "search_spec": {"mode": "recipe", "clip_selection_epsilon": 0.1}}
+    assert study_clip_epsilon(typed_after_release) == pytest.approx(0.1)
+    assert study_clip_epsilon({"search_spec": {"mode": "budgeted"}}) == 0.0
+
+
+def test_a_config_that_crashes_fails_its_trial_with_the_reason(tmp_path, monkeypatch):
+    """An internal error while choosing a trial's config fails that trial, not the worker."""
+    import dptune.objective as objective
+
+    def broken(*args, **kwargs):
+        raise AttributeError("module 'dp_accounting' has no attribute 'RepeatAndSelectDpEvent'")
+
+    monkeypatch.setattr(objective, "suggest_config", broken)
+    outcome = tune(spec_for(tmp_path, n_trials=2), dataset=tiny_dataset(), progress=False, train_fn=fake_trainer())
+    reasons = [t.user_attrs["fail_reason"] for t in outcome.study.trials]
+    assert len(reasons) == 2 and all(r.startswith("internal error while choosing the configuration") for r in reasons)
 
 
 def test_tune_resumes_from_the_spec_stored_in_the_study(tmp_path):
