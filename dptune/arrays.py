@@ -178,7 +178,12 @@ def _labels(y: np.ndarray, key: str, file_name: str) -> np.ndarray:
 
 
 def image_scale(x: np.ndarray, *, limits: Limits, file_name: str) -> tuple[np.ndarray, str]:
-    """Images as float32, integers scaled to [0, 1]; returns (images (n, h, w, c), note)."""
+    """Images as float32 scaled by a factor fixed by the dtype alone; returns (images (n, h, w, c), note).
+
+    uint16: divided by 65535; bool: 0 or 1; every other integer type: pixel values 0-255,
+    divided by 255 (DataError for a value outside 0-255); floats: used as they are. The
+    factor never depends on the values, so one image cannot change how any other is scaled.
+    """
     if x.ndim == 3:
         x = x[..., np.newaxis]
     needed = x.size * 4
@@ -189,13 +194,16 @@ def image_scale(x: np.ndarray, *, limits: Limits, file_name: str) -> tuple[np.nd
         )
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise DataError(f"the images in {file_name!r} contain NaN or infinite values; fix or remove those examples")
-    if x.dtype.kind in "iu" and x.size and x.min() >= 0 and x.max() <= 255:
-        return (x.astype(np.float32) / np.float32(255.0)), "integer pixel values scaled to [0, 1] (divided by 255)"
     if x.dtype == np.uint16:
-        return (x.astype(np.float32) / np.float32(65535.0)), "16-bit pixel values scaled to [0, 1] (divided by 65535)"
-    x = x.astype(np.float32)
-    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    note = "pixel values used as they are"
-    if low < 0 or high > 1:
-        note += f" (they range over [{low:g}, {high:g}], not [0, 1])"
-    return x, note
+        return (x.astype(np.float32) / np.float32(65535.0)), "16-bit pixel values divided by 65535 (a fixed scale)"
+    if x.dtype.kind == "b":
+        return x.astype(np.float32), "boolean pixels used as 0 and 1"
+    if x.dtype.kind in "iu":
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(
+                f"the images in {file_name!r} are integers from {x.min()} to {x.max()}, outside 0-255; integer pixels "
+                "are divided by 255 (a fixed scale, so that no image changes how the others are scaled): save them "
+                "as uint8 (0-255), uint16 (divided by 65535) or floats already scaled"
+            )
+        return (x.astype(np.float32) / np.float32(255.0)), "integer pixel values divided by 255 (a fixed scale)"
+    return x.astype(np.float32), "float pixel values used as they are"

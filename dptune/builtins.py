@@ -1,4 +1,9 @@
-"""Built-in datasets that need no download: sklearn's digits and breast cancer, and a synthetic generator."""
+"""Built-in datasets that need no download: sklearn's digits and breast cancer, and a synthetic generator.
+
+They go through the same preparation as an upload (fixed encodings, the split by each
+row's hash), with their public schema declared (column kinds and class lists are part of
+the published datasets), so nothing about them is read from the rows.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ import numpy as np
 
 from dptune.dataset import Dataset
 from dptune.errors import DataError
+from dptune.labels import table_row_digests
 from dptune.prepare import PreparedData, SplitOptions, prepare_arrays, prepare_table
+from dptune.tabular import PublicSchema
 
 BUILTIN_DATASETS: dict[str, str] = {
     "digits": "sklearn's handwritten digits: 1,797 grayscale 8x8x1 images in [0, 1], 10 classes (the default)",
-    "breast_cancer": "sklearn's breast cancer (Wisconsin): 569 rows, 30 numeric features (standardised), 2 classes",
+    "breast_cancer": "sklearn's breast cancer (Wisconsin): 569 rows, 30 numeric features (signed log), 2 classes",
     "synthetic": "a generated classification problem for scale tests (n_examples, n_features, n_classes, "
     "separability, image_shape)",
 }
@@ -60,6 +67,8 @@ def _digits(options: SplitOptions) -> PreparedData:
         n_first=len(x),
         has_test=False,
         options=options,
+        encoding="8x8 grayscale images, pixel values 0-16 divided by 16 (the dataset's fixed range)",
+        classes=tuple(str(digit) for digit in range(10)),
         notes=["8x8 grayscale images, pixel values 0-16 divided by 16"],
     )
 
@@ -69,6 +78,7 @@ def _breast_cancer(options: SplitOptions) -> PreparedData:
 
     bunch = load_breast_cancer(as_frame=True)
     labels = np.asarray(bunch.target_names)[bunch.target.to_numpy()]
+    schema = PublicSchema(numeric={column: None for column in bunch.data.columns}, classes=("benign", "malignant"))
     return prepare_table(
         bunch.data,
         labels,
@@ -78,7 +88,9 @@ def _breast_cancer(options: SplitOptions) -> PreparedData:
         n_first=len(labels),
         has_test=False,
         options=options,
+        row_digests=table_row_digests(bunch.data.assign(diagnosis=labels)),
         label_column="diagnosis",
+        schema=schema,
     )
 
 
@@ -135,6 +147,8 @@ def _synthetic(
         n_first=n_examples,
         has_test=False,
         options=options,
+        encoding="generated features used as they are",
+        classes=tuple(str(label) for label in range(n_classes)),
         notes=[f"sklearn make_classification, class_sep={separability:g}, {informative} informative features"],
     )
 

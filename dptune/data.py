@@ -15,6 +15,13 @@ must agree with the extension. A source is a path or a `(file name, bytes)` uplo
 read into memory and nothing is written anywhere until `store` is called, so a failed
 upload cannot touch the workspace.
 
+Preparation reads no private row to transform or place another (see `dptune.prepare`):
+tables get a fixed encoding (signed log, feature hashing, or what a declared
+`PublicSchema` says), images a fixed pixel scale, and each row's train/validation side is
+a keyed hash of that row's content. The unit of privacy is one row of the uploaded file.
+The resulting Dataset records preprocessing_epsilon = 0 and a note naming the parts of the
+schema that were read from the data (treated as public).
+
 Every problem a user can cause raises `dptune.errors.DataError` saying what is wrong and
 how to fix it.
 """
@@ -22,17 +29,20 @@ how to fix it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dptune.arrays import image_scale, read_npz
 from dptune.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
 from dptune.dataset import DEFAULT_WORKSPACE, Dataset
 from dptune.errors import DataError
-from dptune.images import IMAGE_EXTENSIONS, read_image_zip
-from dptune.labels import MAX_CLASSES
+from dptune.images import IMAGE_EXTENSIONS, check_channels, read_image_zip
+from dptune.labels import MAX_CLASSES, array_row_digests, table_row_digests
 from dptune.prepare import DataReport, PreparedData, SplitOptions, prepare_arrays, prepare_table
 from dptune.sources import (
     DEFAULT_LIMITS,
@@ -48,13 +58,14 @@ from dptune.sources import (
     open_zip,
     read_source,
 )
-from dptune.tabular import LABEL_GUESSES, MAX_CATEGORIES, read_table, resolve_column
+from dptune.tabular import HASH_BUCKETS, LABEL_GUESSES, MAX_CATEGORIES, PublicSchema, read_table, resolve_column
 
 __all__ = [
     "BUILTIN_DATASETS",
     "DEFAULT_BUILTIN",
     "DEFAULT_LIMITS",
     "DEFAULT_WORKSPACE",
+    "HASH_BUCKETS",
     "MAX_ARRAY_BYTES",
     "MAX_CATEGORIES",
     "MAX_CLASSES",
@@ -66,6 +77,7 @@ __all__ = [
     "Dataset",
     "Limits",
     "PreparedData",
+    "PublicSchema",
     "UploadSummary",
     "builtin_dataset",
     "check_enough_examples",
@@ -87,8 +99,10 @@ def load_dataset(
     validation_fraction: float = 0.2,
     seed: int = 0,
     image_size: tuple[int, int] = (28, 28),
+    channels: int | None = None,
     missing: str = "impute",
-    standardize: bool = True,
+    schema: PublicSchema | Mapping[str, Any] | None = None,
+    hash_buckets: int = HASH_BUCKETS,
     max_categories: int = MAX_CATEGORIES,
     max_classes: int = MAX_CLASSES,
     name: str | None = None,
@@ -104,21 +118,32 @@ def load_dataset(
         (`<name>` or `<name>_train`/`<name>_test`). Missing values become "(missing)".
     drop_columns (tables): columns not to use as features (identifiers, free text).
     test_source: a second file of the same format and columns used as the validation
-        split instead of a random split (the same goes for an NPZ holding x_test/y_test).
-    validation_fraction, seed: the stratified split: every class puts round(fraction * n)
-        of its n examples in validation (at least one stays in training); same seed, same split.
-    image_size: (height, width) in pixels that every image of a ZIP is resized to.
-    missing (tables): "impute" fills missing features (numeric: training median;
-        categorical: training's most frequent value); "drop" drops rows with any missing
-        feature. Rows without a label are always dropped. Counts are in the report.
-    standardize (tables): scale numeric columns to mean 0, std 1 on the training rows.
-    max_categories: most distinct values of a non-numeric feature (one-hot encoded).
+        split instead of a split of the rows (the same goes for an NPZ holding x_test/y_test).
+    validation_fraction, seed: the split. The unit of privacy is one row of the file: each
+        row goes to validation when a SHA-256 hash of the seed and that row's whole content
+        (label included) falls below the fraction, so its side depends on that row alone
+        (never on the other rows) and about `validation_fraction` of the rows, of every
+        class, land in validation. Same seed, same split; identical rows share a side.
+    image_size (image ZIPs): (height, width) in pixels that every image is resized to.
+    channels (image ZIPs): 1 (grayscale) or 3 (RGB) for every image; None reads it from
+        the images (1 if all are grayscale), part of the schema read from the data.
+    missing (tables): "impute" encodes a missing feature as 0 (no category for a
+        categorical column); "drop" drops rows with any missing feature. Rows without a
+        label are always dropped. Counts are in the report.
+    schema (tables; classes for every format): a `PublicSchema` (or its dict form) the user
+        declares from public knowledge: numeric ranges, category lists, the class list.
+        Anything not declared is read from the file and treated as public.
+    hash_buckets (tables): encoded columns per categorical column without declared categories.
+    max_categories: most distinct values of an undeclared non-numeric feature column.
     max_classes: most classes the label may have.
     name: the dataset's name (default: the file name without extension).
     limits: upload, ZIP and memory caps (see dptune.sources.Limits).
 
-    Every fitted value (medians, means, scales, category lists) comes from the training
-    rows only. Nothing is written to disk; call `store` to save the result.
+    Nothing is fitted on the rows: numeric columns get sign(x)·log(1+|x|) or their declared
+    range scaled to [-1, 1], categorical columns are hashed into `hash_buckets` columns or
+    one-hot encoded on their declared categories, images are divided by a constant. So no
+    row changes the input width or another row's features, and the Dataset records
+    preprocessing_epsilon = 0. Nothing is written to disk; call `store` to save the result.
     """
     raw = read_source(source, limits)
     fmt = detect_format(raw)
@@ -133,20 +158,21 @@ def load_dataset(
             )
     options = SplitOptions(validation_fraction=validation_fraction, seed=seed, max_classes=max_classes, limits=limits)
     _check_split_options(validation_fraction, seed, has_test=test_raw is not None)
+    declared = PublicSchema.from_dict(schema)
     dataset_name = name or raw.stem
+    encoding = dict(missing=missing, schema=declared, hash_buckets=hash_buckets, max_categories=max_categories)
     if fmt in ("csv", "parquet"):
         return _load_table(
             raw, test_raw, fmt, options,
             name=dataset_name, label_column=label_column, sensitive_column=sensitive_column,
-            sensitive_as_feature=sensitive_as_feature, drop_columns=tuple(drop_columns),
-            missing=missing, standardize=standardize, max_categories=max_categories,
+            sensitive_as_feature=sensitive_as_feature, drop_columns=tuple(drop_columns), **encoding,
         )  # fmt: skip
     if fmt == "npz":
-        return _load_npz(
-            raw, test_raw, options, name=dataset_name, sensitive_column=sensitive_column,
-            missing=missing, standardize=standardize, max_categories=max_categories,
-        )  # fmt: skip
-    return _load_image_zip(raw, test_raw, options, name=dataset_name, image_size=image_size)
+        return _load_npz(raw, test_raw, options, name=dataset_name, sensitive_column=sensitive_column, **encoding)
+    return _load_image_zip(
+        raw, test_raw, options, name=dataset_name, image_size=image_size, channels=check_channels(channels),
+        classes=None if declared is None else declared.classes,
+    )  # fmt: skip
 
 
 def _check_split_options(validation_fraction: float, seed: int, *, has_test: bool) -> None:
@@ -168,11 +194,10 @@ def _load_table(
     sensitive_as_feature: bool,
     drop_columns: tuple[str, ...],
     missing: str,
-    standardize: bool,
+    schema: PublicSchema | None,
+    hash_buckets: int,
     max_categories: int,
 ) -> PreparedData:
-    import pandas as pd
-
     frame, notes = read_table(raw, fmt, options.limits)
     label = resolve_column(frame, label_column, role="label column", file_name=raw.name)
     if label_column is None:
@@ -210,8 +235,10 @@ def _load_table(
         label_column=label,
         sensitive=None if sensitive is None else frame[sensitive].to_numpy(),
         sensitive_column=sensitive,
+        row_digests=table_row_digests(frame),
         missing=missing,
-        standardize=standardize,
+        schema=schema,
+        hash_buckets=hash_buckets,
         max_categories=max_categories,
         notes=notes,
     )
@@ -225,11 +252,10 @@ def _load_npz(
     name: str,
     sensitive_column: str | None,
     missing: str,
-    standardize: bool,
+    schema: PublicSchema | None,
+    hash_buckets: int,
     max_categories: int,
 ) -> PreparedData:
-    import pandas as pd
-
     train, test, notes = read_npz(raw, limits=options.limits, sensitive_key=sensitive_column)
     if test_raw is not None:
         if test is not None:
@@ -255,30 +281,43 @@ def _load_npz(
         columns = [f"x{i}" for i in range(x.shape[1])]
         features = pd.DataFrame(x.astype(np.float64), columns=columns)
         return prepare_table(
-            features, y, missing=missing, standardize=standardize, max_categories=max_categories, **common
-        )
+            features, y, row_digests=array_row_digests(x, np.asarray(y).astype(str)), missing=missing,
+            schema=schema, hash_buckets=hash_buckets, max_categories=max_categories, **common,
+        )  # fmt: skip
     images, note = image_scale(x, limits=options.limits, file_name=raw.name)
-    return prepare_arrays(images, y, label_name="label array 'y'", **{**common, "notes": [*notes, note]})
+    return prepare_arrays(
+        images, y, label_name="label array 'y'", encoding=note, classes=None if schema is None else schema.classes,
+        **{**common, "notes": [*notes, note]},
+    )  # fmt: skip
 
 
 def _load_image_zip(
-    raw: RawFile, test_raw: RawFile | None, options: SplitOptions, *, name: str, image_size: tuple[int, int]
+    raw: RawFile,
+    test_raw: RawFile | None,
+    options: SplitOptions,
+    *,
+    name: str,
+    image_size: tuple[int, int],
+    channels: int | None,
+    classes: tuple[str, ...] | None,
 ) -> PreparedData:
-    x, labels, notes = read_image_zip(raw, image_size=image_size, limits=options.limits)
+    x, labels, notes = read_image_zip(raw, image_size=image_size, limits=options.limits, channels=channels)
     n_first = len(x)
     if test_raw is not None:
         test_x, test_labels, _ = read_image_zip(
-            test_raw, image_size=image_size, limits=options.limits, require_classes=False
+            test_raw, image_size=image_size, limits=options.limits, require_classes=False, channels=channels
         )
         if test_x.shape[-1] != x.shape[-1]:
-            channels = 3
             x, test_x = (a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1) for a in (x, test_x))
-            notes.append(f"the training and test images differ in colour; both used with {channels} channels")
+            notes.append("the training and test images differ in colour; both used with 3 channels")
         x = np.concatenate([x, test_x])
         labels = np.concatenate([labels, test_labels])
+    height, width = x.shape[1:3]
+    encoding = f"images resized to {height}x{width}, 8-bit pixel values divided by 255 (a fixed scale)"
     return prepare_arrays(
         x, labels, name=name, source_name=raw.name, source_format="image_zip",
         n_first=n_first, has_test=test_raw is not None, options=options, notes=notes,
+        encoding=encoding, read_from_data=["the channel count"] if channels is None else [], classes=classes,
     )  # fmt: skip
 
 

@@ -2,7 +2,11 @@
 
 A Dataset is immutable once built; its SHA-256 `fingerprint` covers every array and the
 names, so workers on other machines can check they train on exactly the same data. It is
-stored once in the workspace as `<fingerprint>.npz` (no pickles).
+stored once in the workspace as `<fingerprint>.npz` (no pickles), with the record of what
+preparing it cost in privacy (`preprocessing_epsilon`, `preprocessing_delta`,
+`preprocessing_note`) in its metadata beside the names. That record is not part of the
+fingerprint, so files stored by older versions keep theirs; a file without the record was
+prepared by a version that fitted statistics on the private rows and loads with ε = ∞.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ import numpy as np
 from dptune.errors import DataError
 
 DEFAULT_WORKSPACE = Path("dptune-data")
+
+LEGACY_PREPROCESSING_NOTE = (
+    "prepared by an older version of dptune that fitted statistics (medians, means, standard deviations, "
+    "category lists) on the private rows and split them by a permutation of all rows, none of it accounted: "
+    "no privacy guarantee (ε = ∞); upload or prepare the data again to fix this"
+)
+"""The preprocessing note of a stored dataset whose file has no preprocessing record."""
 
 
 def write_once(target: Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -51,6 +62,11 @@ class Dataset:
     y_*: int32 class indices in [0, num_classes).
     sensitive_*: optional group labels (strings or ints) kept aside for fairness metrics;
         never part of the features.
+    preprocessing_epsilon, preprocessing_delta: the (ε, δ) that preparing the arrays from
+        the private rows cost (fitted statistics, data-dependent choices), to be composed
+        with training's; 0 when nothing was fitted on the rows, inf when it was, uncharged.
+    preprocessing_note: one sentence saying what preparation did, why it costs what it
+        costs, and which part of the schema was read from the data (treated as public).
     """
 
     name: str
@@ -63,6 +79,9 @@ class Dataset:
     sensitive_train: np.ndarray | None = None
     sensitive_val: np.ndarray | None = None
     sensitive_name: str | None = None
+    preprocessing_epsilon: float = 0.0
+    preprocessing_delta: float = 0.0
+    preprocessing_note: str = ""
     fingerprint: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +91,13 @@ class Dataset:
         object.__setattr__(self, "y_val", np.ascontiguousarray(self.y_val, dtype=np.int32))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "feature_names", tuple(str(f) for f in self.feature_names))
+        object.__setattr__(self, "preprocessing_epsilon", float(self.preprocessing_epsilon))
+        object.__setattr__(self, "preprocessing_delta", float(self.preprocessing_delta))
+        if not self.preprocessing_epsilon >= 0 or not 0 <= self.preprocessing_delta <= 1:
+            raise DataError(
+                f"preprocessing_epsilon must be >= 0 (inf allowed) and preprocessing_delta in [0, 1], got "
+                f"{self.preprocessing_epsilon!r} and {self.preprocessing_delta!r}"
+            )
         if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
             raise DataError("features and labels must have the same number of rows")
         if self.x_train.shape[1:] != self.x_val.shape[1:]:
@@ -108,11 +134,23 @@ class Dataset:
         return arrays
 
     def _metadata(self) -> dict:
+        """The names and descriptions the fingerprint covers."""
         return {
             "name": self.name,
             "class_names": list(self.class_names),
             "feature_names": list(self.feature_names),
             "sensitive_name": self.sensitive_name,
+        }
+
+    def _stored_metadata(self) -> dict:
+        """What the .npz file holds beside the arrays: the fingerprinted metadata and the preprocessing record."""
+        return {
+            **self._metadata(),
+            "preprocessing": {
+                "epsilon": self.preprocessing_epsilon,
+                "delta": self.preprocessing_delta,
+                "note": self.preprocessing_note,
+            },
         }
 
     def _compute_fingerprint(self) -> str:
@@ -127,7 +165,7 @@ class Dataset:
 
     def save(self, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
         """Store as `<workspace>/<fingerprint>.npz`, atomically; an existing file is kept as is."""
-        meta = np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8)
+        meta = np.frombuffer(json.dumps(self._stored_metadata()).encode(), dtype=np.uint8)
         try:
             return write_once(
                 Path(workspace) / f"{self.fingerprint}.npz", lambda handle: np.savez(handle, metadata=meta, **self._arrays())
@@ -140,7 +178,11 @@ class Dataset:
 
     @classmethod
     def load(cls, fingerprint: str, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Dataset:
-        """Load a stored dataset and check its fingerprint."""
+        """Load a stored dataset and check its fingerprint.
+
+        A file without a preprocessing record (written before dptune recorded one, when it
+        fitted statistics on the private rows) loads with preprocessing_epsilon = inf and
+        `LEGACY_PREPROCESSING_NOTE`."""
         if not (isinstance(fingerprint, str) and len(fingerprint) == 64 and all(c in "0123456789abcdef" for c in fingerprint)):
             raise DataError(f"{fingerprint!r} is not a dataset fingerprint (64 lowercase hex digits, SHA-256)")
         path = Path(workspace) / f"{fingerprint}.npz"
@@ -162,6 +204,9 @@ class Dataset:
     def _read(cls, path: Path) -> Dataset:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(stored["metadata"].tobytes().decode())
+            preprocessing = meta.get("preprocessing") or {
+                "epsilon": float("inf"), "delta": 0.0, "note": LEGACY_PREPROCESSING_NOTE,
+            }  # fmt: skip
             return cls(
                 name=meta["name"],
                 x_train=stored["x_train"],
@@ -173,4 +218,7 @@ class Dataset:
                 sensitive_train=stored["sensitive_train"] if "sensitive_train" in stored else None,
                 sensitive_val=stored["sensitive_val"] if "sensitive_val" in stored else None,
                 sensitive_name=meta["sensitive_name"],
+                preprocessing_epsilon=float(preprocessing["epsilon"]),
+                preprocessing_delta=float(preprocessing["delta"]),
+                preprocessing_note=str(preprocessing["note"]),
             )

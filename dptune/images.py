@@ -2,9 +2,11 @@
 
 Accepted layout: `<class>/<image>` for every image, optionally inside one common top
 folder (`digits/<class>/<image>`, what zipping a folder gives). PNG or JPEG, grayscale
-or colour; all images are resized to one size (height, width). If every image is
-grayscale the result has one channel, otherwise three (RGB; alpha is dropped).
-Members are decoded in memory, never extracted to disk.
+or colour; all images are resized to one size (height, width) and their 8-bit pixel
+values divided by 255, a fixed scale: each image's array depends on that image alone.
+The channel count is declared (1: grayscale, 3: RGB; alpha is dropped) or, when not,
+read from the data (one channel if every image is grayscale, else three), which makes it
+part of the schema read from the data. Members are decoded in memory, never extracted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ MAX_IMAGE_SIDE = 1024
 """Largest height or width the images may be resized to."""
 IGNORED_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+CHANNELS = (1, 3)
+"""The channel counts an image array may have: grayscale or RGB."""
 
 
 def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
@@ -37,15 +41,30 @@ def check_image_size(image_size: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
+def check_channels(channels: int | None) -> int | None:
+    """None (read from the images) or a declared channel count in CHANNELS."""
+    if channels is not None and (isinstance(channels, bool) or channels not in CHANNELS):
+        raise DataError(f"channels must be 1 (grayscale), 3 (colour) or None (from the images), got {channels!r}")
+    return channels
+
+
 def read_image_zip(
-    raw: RawFile, *, image_size: tuple[int, int], limits: Limits, require_classes: bool = True
+    raw: RawFile,
+    *,
+    image_size: tuple[int, int],
+    limits: Limits,
+    require_classes: bool = True,
+    channels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every image; returns (x float32 (n, h, w, c) in [0, 1], class folder names, notes).
 
-    require_classes: refuse a ZIP with a single class folder (False for a test file)."""
+    require_classes: refuse a ZIP with a single class folder (False for a test file).
+    channels: 1 converts every image to grayscale, 3 to RGB; None: 1 if every image is
+        grayscale, else 3 (read from the data)."""
     from PIL import Image
 
     height, width = check_image_size(image_size)
+    channels = check_channels(channels)
     archive = open_zip(raw, limits)
     notes: list[str] = []
     members = []
@@ -95,7 +114,8 @@ def read_image_zip(
         )
 
     # One pass, one decoded image in memory at a time: each is resized and kept as uint8 RGB
-    # (grayscale replicated), and the channel count is decided at the end.
+    # (grayscale replicated; every image converted to grayscale when channels == 1), and an
+    # undeclared channel count is decided at the end.
     pixels = np.empty((len(members), height, width, 3), dtype=np.uint8)
     all_gray = True
     resized = 0
@@ -103,18 +123,21 @@ def read_image_zip(
         image = _decode(read_member(archive, info, raw.name), str(path), raw.name, limits)
         gray = image.mode in GRAYSCALE_MODES or (image.mode == "P" and _palette_is_gray(image))
         all_gray &= gray
+        gray |= channels == 1
         image = _to_mode(image, "L" if gray else "RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
             resized += 1
         array = np.asarray(image, dtype=np.uint8)
         pixels[i] = array[..., np.newaxis] if gray else array
-    channels = 1 if all_gray else 3
+    if channels is None:
+        channels = 1 if all_gray else 3
     x = pixels[..., :channels].astype(np.float32) / np.float32(255.0)
     if resized:
         notes.append(f"resized {resized} of {len(members)} images to {height}x{width} pixels")
     notes.append(f"{'grayscale (1 channel)' if channels == 1 else 'colour (3 channels, RGB)'} images scaled to [0, 1]")
     return x, labels, notes
+
 
 
 def _decode(data: bytes, path: str, archive_name: str, limits: Limits):

@@ -1,19 +1,34 @@
-"""Class labels: turning a label column into class indices, and the stratified split.
+"""Class labels and the train/validation split.
 
-Class names come from the labels' values (sorted: numerically when they are numbers);
-the split is stratified and depends only on the labels and the seed.
+Class names come from the labels' values (sorted: numerically when they are numbers), or
+from a class list the user declares publicly.
+
+The unit of privacy is one row of the uploaded file (one example). Whether a row goes to
+the training or the validation split is decided by a keyed hash of that row's own content
+(every value of the row, its label included) compared with the validation fraction, so it
+depends on that row alone: adding, removing or changing any other row never moves it.
+Identical rows land on the same side. The key is the public seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from dptune.errors import DataError
 
 MAX_CLASSES = 100
 """Most classes a label may have (more usually means a continuous value or an identifier)."""
+
+SPLIT_HASH_TAG = b"dptune-split-v1\x00"
+"""Prefix of every split hash input (domain separation from other hashes of the same bytes)."""
+MISSING_CELL = "\x00"
+"""How a missing value appears in a table row's canonical text."""
+CELL_SEPARATOR = "\x1f"
 
 
 def is_missing(values: np.ndarray) -> np.ndarray:
@@ -23,8 +38,6 @@ def is_missing(values: np.ndarray) -> np.ndarray:
         return np.isnan(values)
     if values.dtype.kind in "biuUS":
         return np.zeros(len(values), dtype=bool)
-    import pandas as pd
-
     return np.asarray(pd.isna(values), dtype=bool)
 
 
@@ -61,16 +74,19 @@ def encode_labels(
     return codes, tuple(_name(key) for key in unique)
 
 
-def encode_with_classes(values: np.ndarray, class_names: tuple[str, ...], *, column: str, where: str) -> np.ndarray:
-    """Map labels of a second file (a test set) onto already known class names."""
+def encode_with_classes(
+    values: np.ndarray, class_names: tuple[str, ...], *, column: str, where: str, known: str = "the training data"
+) -> np.ndarray:
+    """Map labels onto already known class names: those of the training file (for a test
+    file), or a class list the user declared (`known` names which, for the message)."""
     keys = _normalise(np.asarray(values), column)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({_name(key) for key in keys} - set(index))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
         raise DataError(
-            f"the {column} in {where} has classes that the training data does not have ({shown}); "
-            "both files must use the same class values"
+            f"the {column} in {where} has classes that {known} does not have ({shown}); "
+            "use the same class values in both"
         )
     return np.fromiter((index[_name(key)] for key in keys), dtype=np.int32, count=len(keys))
 
@@ -116,30 +132,84 @@ def _name(key) -> str:
     return str(key)
 
 
-def stratified_split(
-    labels: np.ndarray, validation_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation), each sorted, stratified by class, fixed by `seed`.
+def table_row_digests(frame: pd.DataFrame) -> list[bytes]:
+    """SHA-256 of each row's canonical text: its values in column order, as read.
 
-    Every class with n examples puts round(n * validation_fraction) of them in validation,
-    but always keeps at least one in training. Depends only on the labels and the seed.
+    Numbers (and booleans) are written as float64's shortest text ("1.0", "0.1"), other
+    values with str(), a missing value as a NUL character; cells are joined by the ASCII
+    unit separator. A row's digest depends on that row's values alone.
+    """
+    if frame.shape[1] == 0:
+        return [hashlib.sha256(b"").digest() for _ in range(len(frame))]
+    joined = None
+    for name in frame.columns:
+        text = _cell_text(frame[name])
+        joined = text if joined is None else joined + CELL_SEPARATOR + text
+    return [hashlib.sha256(row.encode("utf-8", "surrogatepass")).digest() for row in joined]
+
+
+def _cell_text(series: pd.Series) -> np.ndarray:
+    """One column as an object array of canonical cell texts."""
+    missing = series.isna().to_numpy()
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    ):
+        text = series.to_numpy(dtype="float64", na_value=np.nan).astype(str).astype(object)
+    else:
+        text = series.astype(str).to_numpy(dtype=object)
+    text[missing] = MISSING_CELL
+    return text
+
+
+def array_row_digests(x: np.ndarray, labels: Sequence[str]) -> list[bytes]:
+    """SHA-256 of each example's label text and the raw bytes of its feature array row."""
+    rows = np.ascontiguousarray(x).reshape(len(x), -1)
+    header = f"{rows.dtype.str}{rows.shape[1:]}".encode()
+    return [
+        hashlib.sha256(header + str(label).encode() + b"\x00" + row.tobytes()).digest()
+        for label, row in zip(labels, rows)
+    ]
+
+
+def in_validation(row_digests: Sequence[bytes], validation_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask, True for the rows that go to validation: row i does when the first 64
+    bits of SHA-256(tag, seed, row_digests[i]), read as a number in [0, 1), are below
+    `validation_fraction`. Each entry is a function of that row's digest and the seed alone."""
+    key = SPLIT_HASH_TAG + str(int(seed)).encode() + b"\x00"
+    threshold = int(validation_fraction * 2**64)
+    return np.fromiter(
+        (int.from_bytes(hashlib.sha256(key + digest).digest()[:8], "big") < threshold for digest in row_digests),
+        dtype=bool,
+        count=len(row_digests),
+    )
+
+
+def hash_split(
+    row_digests: Sequence[bytes], validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation), each sorted, by `in_validation`.
+
+    The unit of privacy is one row of the uploaded file: its side of the split is a function
+    of its own content (`row_digests[i]`, see `table_row_digests` and `array_row_digests`)
+    and the public seed only, never of the other rows, so adding or removing a row moves no
+    other row across the split. Each row lands in validation with probability
+    `validation_fraction`; the split is stratified by class only in expectation, and a rare
+    class may have no training example (the preparation report says so). Raises DataError
+    when either split would be empty.
     """
     if not 0 < validation_fraction < 1:
         raise DataError(f"the validation fraction must be between 0 and 1 (exclusive), got {validation_fraction!r}")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train_parts, val_parts = [], []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        members = members[rng.permutation(len(members))]
-        n_val = min(int(round(len(members) * validation_fraction)), len(members) - 1)
-        val_parts.append(members[:n_val])
-        train_parts.append(members[n_val:])
-    train = np.sort(np.concatenate(train_parts))
-    val = np.sort(np.concatenate(val_parts))
+    validation = in_validation(row_digests, validation_fraction, seed)
+    train, val = np.flatnonzero(~validation), np.flatnonzero(validation)
     if len(val) == 0:
         raise DataError(
-            f"with {len(labels)} examples and a validation fraction of {validation_fraction}, the validation "
+            f"with {len(row_digests)} examples and a validation fraction of {validation_fraction}, the validation "
             "split would be empty; use more examples, a larger validation fraction, or a separate test file"
+        )
+    if len(train) == 0:
+        raise DataError(
+            f"with {len(row_digests)} examples and a validation fraction of {validation_fraction}, the training "
+            "split would be empty; use more examples, a smaller validation fraction, or a separate test file"
         )
     return train, val

@@ -320,6 +320,7 @@ def make_recipe_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, t
         if not is_planned(trial):
             refuse_surplus(trial)
         phase = trial.user_attrs.get("phase", RECIPE_NOISE_PHASE)
+        state = trial.study.user_attrs.get("recipe") or {}
         clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
         if phase == RECIPE_NOISE_PHASE:
             trial.set_user_attr("sampler", spec.sampler)

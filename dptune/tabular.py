@@ -1,9 +1,13 @@
-"""Tables: reading CSV/TSV/Parquet, and the feature encoder fitted on the training rows.
+"""Tables: reading CSV/TSV/Parquet, the schema, and the fixed feature encoding.
 
-Column kinds (numeric or categorical) are a schema and are decided from the whole file;
-every fitted value (medians and most frequent values for imputation, means and scales
-for standardisation, the category list of each one-hot column) comes from the training
-rows only, so nothing about the validation rows leaks into the transform.
+Nothing is fitted on the rows: numeric columns get the signed log (or a declared public
+range), categorical columns are hashed into a fixed number of buckets (or one-hot encoded
+on a declared public category list), so one row can neither change the input width nor
+any other row's features, and the encoding costs no privacy (ε = 0).
+
+The schema (which columns are numeric or categorical, the label's classes) is either
+declared by the user (`PublicSchema`) or read from the file; a schema read from the file
+is treated as public, and the dataset's preprocessing note says so.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import hashlib
 import io
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +29,14 @@ from dptune.errors import DataError
 from dptune.sources import DEFAULT_LIMITS, Limits, RawFile, human_bytes
 
 MAX_CATEGORIES = 100
-"""Most distinct values a non-numeric feature column may have (it is one-hot encoded)."""
+"""Most distinct values an undeclared non-numeric feature column may have (more looks like an identifier)."""
+HASH_BUCKETS = 16
+"""Encoded columns per categorical column without declared categories (feature hashing)."""
+MAX_HASH_BUCKETS = 4096
+HASH_TAG = b"dptune-hash-v1\x00"
+"""Prefix of every category hash (domain separation; fixed, so buckets never change)."""
+OTHER_CATEGORY = "(other)"
+"""The extra one-hot column of a declared category list: any value outside the list."""
 
 LABEL_GUESSES = ("label", "target", "class", "y")
 MISSING_TOKENS = ["?"]
@@ -206,31 +221,145 @@ def _list(names: list[str], limit: int = 20) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
 
-def column_kinds(frame: pd.DataFrame, *, max_categories: int, file_name: str) -> tuple[dict[str, pd.Series], list[str], list[str]]:
+@dataclass(frozen=True)
+class PublicSchema:
+    """What the user declares about a table from public knowledge, never from its rows.
+
+    numeric: column -> (lower, upper), a public range: values are clipped to it and scaled
+        to [-1, 1]; or None: the column is numeric and gets the signed log.
+    categorical: column -> its public list of categories: one-hot on the list plus one
+        "(other)" column; or None: the column is categorical and is hashed into buckets.
+    classes: the label's class names in order; a label outside the list is an error.
+
+    Columns not declared are classified from the file (numeric when every value present
+    parses as a number) and a label without declared classes gets its classes from the
+    file: that part of the schema is read from the rows, treated as public, and the
+    dataset's preprocessing note says so. Declaring everything makes the encoding, the
+    input width and the class list independent of the rows.
+    """
+
+    numeric: Mapping[str, tuple[float, float] | None] = field(default_factory=dict)
+    categorical: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        numeric = {str(name): _declared_range(name, bounds) for name, bounds in dict(self.numeric).items()}
+        categorical = {str(name): _declared_categories(name, values) for name, values in dict(self.categorical).items()}
+        both = sorted(set(numeric) & set(categorical))
+        if both:
+            raise DataError(f"the schema declares {both[0]!r} both numeric and categorical; pick one")
+        classes = None if self.classes is None else tuple(category_text(c) for c in self.classes)
+        if classes is not None and (len(classes) < 2 or None in classes or len(set(classes)) != len(classes)):
+            raise DataError(f"the schema's classes must be at least two different names, got {list(self.classes)!r}")
+        object.__setattr__(self, "numeric", numeric)
+        object.__setattr__(self, "categorical", categorical)
+        object.__setattr__(self, "classes", classes)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | PublicSchema | None) -> PublicSchema | None:
+        """A schema from JSON-like values: {"numeric": {"age": [0, 120], "income": null},
+        "categorical": {"colour": ["red", "green"], "city": null}, "classes": ["no", "yes"]}."""
+        if values is None or isinstance(values, PublicSchema):
+            return values
+        if not isinstance(values, Mapping):
+            raise DataError(f"the schema must be a mapping with numeric, categorical and classes, got {values!r}")
+        unknown = sorted(set(values) - {"numeric", "categorical", "classes"})
+        if unknown:
+            raise DataError(f"unknown schema key(s) {', '.join(map(repr, unknown))}; use numeric, categorical, classes")
+        for key in ("numeric", "categorical"):
+            if not isinstance(values.get(key) or {}, Mapping):
+                raise DataError(f"the schema's {key!r} must map column names to their declaration")
+        classes = values.get("classes")
+        return cls(
+            numeric=dict(values.get("numeric") or {}),
+            categorical=dict(values.get("categorical") or {}),
+            classes=None if classes is None else tuple(classes),
+        )
+
+    def declares(self, column: str) -> bool:
+        return column in self.numeric or column in self.categorical
+
+
+def _declared_range(name: str, bounds) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    try:
+        lower, upper = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise DataError(f"the declared range of {name!r} must be (lower, upper) or None, got {bounds!r}") from None
+    if not (np.isfinite(lower) and np.isfinite(upper) and lower < upper):
+        raise DataError(f"the declared range of {name!r} must be finite with lower < upper, got {bounds!r}")
+    return lower, upper
+
+
+def _declared_categories(name: str, values) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise DataError(f"the declared categories of {name!r} must be a list of values or None, got {values!r}")
+    categories = tuple(category_text(v) for v in values)
+    if not categories or None in categories or len(set(categories)) != len(categories):
+        raise DataError(f"the declared categories of {name!r} must be different, non-missing values, got {values!r}")
+    return categories
+
+
+def category_text(value) -> str | None:
+    """A category as text: None for a missing value, "3" for 3 and 3.0, otherwise str(value) stripped."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def column_kinds(
+    frame: pd.DataFrame, *, max_categories: int, file_name: str, schema: PublicSchema | None = None
+) -> tuple[dict[str, pd.Series], list[str], list[str]]:
     """Classify feature columns into numeric and categorical; returns (parsed columns, numeric, categorical).
 
-    A column is numeric when every value that is present parses as a number (bool counts as
-    0/1). Raises DataError for a column with no values at all, a column of nested values
-    (lists, maps), and a categorical column with more than `max_categories` distinct values.
+    A declared column (see PublicSchema) has the declared kind: numeric values that do not
+    parse as numbers become missing, categorical values become text. Any other column is
+    numeric when every value that is present parses as a number (bool counts as 0/1).
+    Raises DataError for a declared column the frame lacks and, for undeclared columns, a
+    column with no values at all, a column of nested values (lists, maps), and a
+    categorical column with more than `max_categories` distinct values (an identifier or
+    free text, which hashing would turn into noise).
     """
+    schema = schema or PublicSchema()
+    for name in [*schema.numeric, *schema.categorical]:
+        if name not in frame.columns:
+            close = difflib.get_close_matches(name, list(frame.columns), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(
+                f"the schema declares the column {name!r}, which is not a feature column of {file_name!r}{hint}; "
+                f"its feature columns are: {_list(list(frame.columns))}"
+            )
     parsed: dict[str, pd.Series] = {}
     numeric: list[str] = []
     categorical: list[str] = []
     for name in frame.columns:
         series = frame[name]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.astype(object)
+        if name in schema.numeric:
+            parsed[name] = _as_numbers(series)
+            numeric.append(name)
+            continue
+        if name in schema.categorical:
+            parsed[name] = series.astype(object).map(category_text)
+            categorical.append(name)
+            continue
         present = ~series.isna()
         if not present.any():
             raise DataError(
                 f"the column {name!r} of {file_name!r} has no values at all (every row is missing); "
                 "remove the column or fill it in"
             )
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            series = series.astype(object)
-        if pd.api.types.is_bool_dtype(series.dtype):
-            parsed[name] = series.astype("float64")
-            numeric.append(name)
-            continue
-        if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype):
+        if pd.api.types.is_bool_dtype(series.dtype) or (
+            pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype)
+        ):
             parsed[name] = series.astype("float64")
             numeric.append(name)
             continue
@@ -244,9 +373,7 @@ def column_kinds(frame: pd.DataFrame, *, max_categories: int, file_name: str) ->
             )
         as_numbers = pd.to_numeric(sample.astype(str).str.strip(), errors="coerce")
         if as_numbers.notna().all() and not pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values = pd.Series(np.nan, index=series.index, dtype="float64")
-            values[present] = as_numbers.astype("float64").to_numpy()
-            parsed[name] = values
+            parsed[name] = _as_numbers(series)
             numeric.append(name)
             continue
         text = series.astype(object).where(present, None).map(lambda v: None if v is None else str(v).strip())
@@ -254,100 +381,163 @@ def column_kinds(frame: pd.DataFrame, *, max_categories: int, file_name: str) ->
         if distinct > max_categories:
             raise DataError(
                 f"the column {name!r} of {file_name!r} is not numeric and has {distinct:,} different values, "
-                f"more than the limit of {max_categories} categories for one-hot encoding; it looks like an "
-                "identifier, a date or free text: drop the column, or group its values into fewer categories "
-                "(or raise the category limit)"
+                f"more than the limit of {max_categories} categories; it looks like an identifier, a date or "
+                "free text: drop the column, or group its values into fewer categories (or raise the category limit)"
             )
         parsed[name] = text
         categorical.append(name)
     return parsed, numeric, categorical
 
 
+def _as_numbers(series: pd.Series) -> pd.Series:
+    """float64 values; anything that does not parse as a number (or is missing) is NaN."""
+    if pd.api.types.is_bool_dtype(series.dtype) or (
+        pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype)
+    ):
+        return series.astype("float64")
+    present = ~series.isna()
+    values = pd.Series(np.nan, index=series.index, dtype="float64")
+    parsed = pd.to_numeric(series[present].astype(str).str.strip(), errors="coerce")
+    values[present] = parsed.astype("float64").to_numpy()
+    return values
+
+
 # --------------------------------------------------------------------------- encoder
 
 
-@dataclass
+@dataclass(frozen=True)
 class TableEncoder:
-    """Imputation, standardisation and one-hot encoding, fitted on training rows only.
+    """The fixed encoding of a table's feature columns, decided by the schema alone.
 
-    fill_values: per column, the value that replaces a missing entry (numeric: training
-        median; categorical: the training rows' most frequent value).
-    means, scales: per numeric column, training mean and standard deviation (population,
-        ddof=0) after imputation; a constant column gets scale 1.
-    categories: per categorical column, the sorted values seen in the training rows; a
-        value seen only later encodes as all zeros.
+    It reads no row to decide anything (no median, mean, range or category list comes
+    from the data), so it costs no privacy (ε = 0, δ = 0): each row's features are a
+    function of that row alone, and the input width depends only on the schema.
+
+    numeric: each becomes one column. With a declared public range (lower, upper): the
+        value clipped to the range and scaled to [-1, 1]. Otherwise the signed log
+        sign(x)·log(1 + |x|): it needs no statistics, keeps sign and order, maps 0 to 0
+        and grows only logarithmically, so large values stay in a trainable range without
+        a scale fitted on the rows. A missing (or infinite) value becomes 0.
+    categorical: with declared categories, one column per category plus "(other)" for any
+        value outside the list. Otherwise `hash_buckets` columns: a value sets the column
+        SHA-256("dptune-hash-v1", column name, value) mod hash_buckets, the same for every
+        dataset and run (distinct values may share a bucket). A missing value sets none.
     """
 
-    numeric: list[str]
-    categorical: list[str]
-    standardize: bool = True
-    fill_values: dict[str, object] = field(default_factory=dict)
-    means: dict[str, float] = field(default_factory=dict)
-    scales: dict[str, float] = field(default_factory=dict)
-    categories: dict[str, list[str]] = field(default_factory=dict)
-    constant_columns: list[str] = field(default_factory=list)
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    hash_buckets: int = HASH_BUCKETS
 
-    def fit(self, columns: dict[str, pd.Series], rows: np.ndarray, *, file_name: str) -> TableEncoder:
-        for name in self.numeric:
-            values = columns[name].to_numpy(dtype="float64")[rows]
-            values = np.where(np.isfinite(values), values, np.nan)
-            if np.isnan(values).all():
-                raise DataError(
-                    f"the column {name!r} of {file_name!r} has no values in the training rows; remove the column"
-                )
-            self.fill_values[name] = float(np.nanmedian(values))
-            filled = np.where(np.isnan(values), self.fill_values[name], values)
-            mean, std = float(filled.mean()), float(filled.std())
-            if std == 0 or not np.isfinite(std):
-                self.constant_columns.append(name)
-                std = 1.0
-            self.means[name], self.scales[name] = (mean, std) if self.standardize else (0.0, 1.0)
-        for name in self.categorical:
-            values = columns[name].iloc[rows].dropna()
-            if values.empty:
-                raise DataError(
-                    f"the column {name!r} of {file_name!r} has no values in the training rows; remove the column"
-                )
-            counts = values.value_counts()
-            top = counts.max()
-            self.fill_values[name] = sorted(counts[counts == top].index)[0]
-            self.categories[name] = sorted(counts.index)
-            if len(self.categories[name]) == 1:
-                self.constant_columns.append(name)
-        return self
+    def __post_init__(self) -> None:
+        if not (isinstance(self.hash_buckets, int) and not isinstance(self.hash_buckets, bool)
+                and 1 <= self.hash_buckets <= MAX_HASH_BUCKETS):
+            raise DataError(f"hash_buckets must be an integer between 1 and {MAX_HASH_BUCKETS}, got {self.hash_buckets!r}")
+
+    @classmethod
+    def for_columns(
+        cls, numeric: list[str], categorical: list[str], schema: PublicSchema | None, hash_buckets: int = HASH_BUCKETS
+    ) -> TableEncoder:
+        """The encoder of these columns with the ranges and category lists the schema declares."""
+        schema = schema or PublicSchema()
+        return cls(
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            ranges={name: schema.numeric[name] for name in numeric if schema.numeric.get(name) is not None},
+            categories={name: schema.categorical[name] for name in categorical if schema.categorical.get(name) is not None},
+            hash_buckets=hash_buckets,
+        )
+
+    @property
+    def hashed(self) -> tuple[str, ...]:
+        """The categorical columns without declared categories (hashed)."""
+        return tuple(name for name in self.categorical if name not in self.categories)
+
+    def width(self, column: str) -> int:
+        """Encoded columns of one categorical column."""
+        return len(self.categories[column]) + 1 if column in self.categories else self.hash_buckets
 
     @property
     def feature_names(self) -> list[str]:
+        """numeric: the column name; declared categories: "name=value", "name=(other)";
+        hashed: "name=#bucket"."""
         names = list(self.numeric)
         for name in self.categorical:
-            names += [f"{name}={value}" for value in self.categories[name]]
+            if name in self.categories:
+                names += [f"{name}={value}" for value in self.categories[name]] + [f"{name}={OTHER_CATEGORY}"]
+            else:
+                names += [f"{name}=#{bucket}" for bucket in range(self.hash_buckets)]
         return names
 
     def transform(self, columns: dict[str, pd.Series], rows: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        """Encode the given rows; returns (float32 features, imputed count per column)."""
-        width = len(self.feature_names)
-        out = np.zeros((len(rows), width), dtype=np.float32)
-        imputed: dict[str, int] = {}
+        """Encode the given rows; returns (float32 features, missing values filled per column).
+
+        Each output row depends on the same input row only."""
+        out = np.zeros((len(rows), len(self.feature_names)), dtype=np.float32)
+        missing_counts: dict[str, int] = {}
         for j, name in enumerate(self.numeric):
             values = columns[name].to_numpy(dtype="float64")[rows]
             missing = ~np.isfinite(values)
             if missing.any():
-                imputed[name] = int(missing.sum())
-                values = np.where(missing, self.fill_values[name], values)
-            out[:, j] = (values - self.means[name]) / self.scales[name]
+                missing_counts[name] = int(missing.sum())
+            values = np.where(missing, 0.0, values)
+            if name in self.ranges:
+                lower, upper = self.ranges[name]
+                encoded = 2.0 * (np.clip(values, lower, upper) - lower) / (upper - lower) - 1.0
+                out[:, j] = np.where(missing, 0.0, encoded)
+            else:
+                out[:, j] = signed_log(values)
         offset = len(self.numeric)
         for name in self.categorical:
             values = columns[name].iloc[rows]
             missing = values.isna().to_numpy()
             if missing.any():
-                imputed[name] = int(missing.sum())
-                values = values.where(~values.isna(), self.fill_values[name])
-            position = {value: i for i, value in enumerate(self.categories[name])}
-            codes = values.map(position).to_numpy(dtype="float64", na_value=np.nan)
-            known = ~np.isnan(codes)
-            out[np.flatnonzero(known), offset + codes[known].astype(np.int64)] = 1.0
-            offset += len(self.categories[name])
-        return out, imputed
+                missing_counts[name] = int(missing.sum())
+            present = values[~missing]
+            if name in self.categories:
+                position = {value: i for i, value in enumerate(self.categories[name])}
+                other = len(self.categories[name])
+                lookup = {value: position.get(value, other) for value in present.unique()}
+            else:
+                lookup = {value: hash_bucket(name, value, self.hash_buckets) for value in present.unique()}
+            codes = present.map(lookup).to_numpy(dtype=np.int64)
+            out[np.flatnonzero(~missing), offset + codes] = 1.0
+            offset += self.width(name)
+        return out, missing_counts
+
+    def describe(self) -> str:
+        """What the encoding does, in words (part of the dataset's preprocessing note)."""
+        parts = []
+        logged = [n for n in self.numeric if n not in self.ranges]
+        if logged:
+            parts.append(f"{_count(logged, 'numeric column')}: signed log sign(x)·log(1+|x|), no statistics")
+        if self.ranges:
+            parts.append(f"{_count(self.ranges, 'numeric column')}: clipped to the declared public range, scaled to [-1, 1]")
+        if self.hashed:
+            parts.append(f"{_count(self.hashed, 'categorical column')}: hashed into {self.hash_buckets} buckets")
+        if self.categories:
+            parts.append(f"{_count(self.categories, 'categorical column')}: one-hot on the declared categories + (other)")
+        if self.numeric or self.categorical:
+            parts.append("missing values encoded as 0")
+        return "; ".join(parts)
+
+
+def _count(names, what: str) -> str:
+    return f"{len(names)} {what}{'' if len(names) == 1 else 's'}"
+
+
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """sign(x)·log(1 + |x|), elementwise: a fixed, monotone transform with no statistics."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def hash_bucket(column: str, value: str, buckets: int) -> int:
+    """The bucket of a categorical value: SHA-256 of a fixed tag, the column name and the value,
+    its first 8 bytes as a number, mod `buckets` (stable across runs, unlike Python's hash())."""
+    digest = hashlib.sha256(HASH_TAG + column.encode("utf-8", "surrogatepass") + b"\x00"
+                            + value.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % buckets
 
 
 def missing_rows(columns: dict[str, pd.Series], names: list[str]) -> np.ndarray:

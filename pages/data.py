@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import streamlit as st
 
 from dptune import plots
@@ -18,6 +19,7 @@ st.caption(
 state = core.load_state()
 section = state["dataset"]
 SOURCES = ["Built-in dataset", "Upload a file"]
+CHANNEL_CHOICES = {"from the images": None, "1 (grayscale)": 1, "3 (colour)": 3}
 choice = st.radio("Source", SOURCES, index=1 if section.get("source") == "upload" else 0, horizontal=True,
                   key="data-source")
 
@@ -61,7 +63,8 @@ else:
                     options["sensitive_column"] = sensitive
                 options["missing"] = st.radio("Missing feature values", ["impute", "drop"], horizontal=True,
                                               key="data-missing",
-                                              help="impute: training median / most frequent value; drop: drop rows")
+                                              help="impute: encoded as 0 (nothing is fitted on the rows); "
+                                                   "drop: drop the rows")
             elif info.format == "npz":
                 arrays = [k for k in info.columns if not k.startswith(("x", "y"))]
                 if arrays:
@@ -70,11 +73,22 @@ else:
                     if sensitive != "(none)":
                         options["sensitive_column"] = sensitive
             elif info.format == "image_zip":
-                left, right = st.columns(2)
+                left, mid, right = st.columns(3)
                 height = left.number_input("Image height (px)", 8, 256, 28, key="data-height")
-                width = right.number_input("Image width (px)", 8, 256, 28, key="data-width")
+                width = mid.number_input("Image width (px)", 8, 256, 28, key="data-width")
                 options["image_size"] = [int(height), int(width)]
-            options["validation_fraction"] = st.slider("Validation fraction", 0.05, 0.5, 0.2, 0.05, key="data-val")
+                channels = right.selectbox(
+                    "Channels", CHANNEL_CHOICES, key="data-channels",
+                    help="Declare grayscale or colour, or read it from the images (then one colour image changes "
+                         "every image's shape, and the choice counts as part of the schema read from the data).",
+                )
+                if CHANNEL_CHOICES[channels] is not None:
+                    options["channels"] = CHANNEL_CHOICES[channels]
+            options["validation_fraction"] = st.slider(
+                "Validation fraction", 0.05, 0.5, 0.2, 0.05, key="data-val",
+                help="Each row goes to validation by a hash of its own content, with this probability: its side "
+                     "never depends on the other rows.",
+            )
             prepared = datasets.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
             saved = section.get("upload") or {}
             if saved.get("sha256") != digest or section.get("options") != options or section.get("source") != "upload":
@@ -105,6 +119,7 @@ with core.guard("The current dataset cannot be loaded"):
     cols[4].metric("kind", "images" if dataset.is_image else "table")
     st.caption(f"Source: {data.source_label} · fingerprint `{dataset.fingerprint[:16]}…` (SHA-256 of the prepared "
                "arrays; workers check it)")
+    st.caption(datasets.preprocessing_caption(dataset))
     if data.report is not None:
         with st.expander("What preparation did", expanded=False):
             for line in data.report.summary():
@@ -119,8 +134,6 @@ with core.guard("The current dataset cannot be loaded"):
             images, captions = datasets.sample_images(dataset.x_train, dataset.y_train, dataset.class_names)
             st.image(images, caption=captions, width=56, clamp=True)
         else:
-            import pandas as pd
-
             names = list(dataset.feature_names) or [f"x{i}" for i in range(dataset.input_shape[0])]
             preview = pd.DataFrame(dataset.x_train[:20], columns=names[: dataset.x_train.shape[1]])
             preview.insert(0, "label", [dataset.class_names[i] for i in dataset.y_train[:20]])

@@ -172,10 +172,10 @@ def _end_to_end(app, browser, pages, tmp_path):
     page.locator("[data-testid='stSidebar'] [data-testid='stMetricValue']").first.wait_for()
     _shoot(page, "start", shots)
 
-    # Data: the built-in digits (1,438 training examples), preview and class balance
+    # Data: the built-in digits (1,423 training examples), preview and class balance
     _goto(page, app, "Data")
     page.wait_for_selector("text=Current dataset: digits")
-    page.locator("[data-testid='stMetricValue']", has_text="1,438").first.wait_for()
+    page.locator("[data-testid='stMetricValue']", has_text="1,423").first.wait_for()
     page.wait_for_selector(".js-plotly-plot")
     _no_exception(page)
     _shoot(page, "data", shots)

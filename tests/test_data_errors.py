@@ -283,8 +283,9 @@ def test_corrupt_or_oversized_parquet(tmp_path):
 
 def test_fewer_examples_than_one_batch():
     digits = builtin_dataset("digits")
-    check_enough_examples(digits, digits.n_train)
-    with pytest.raises(DataError, match=r"1,438 training examples, fewer than one batch of 2,000; use a batch size of at most 1,438"):
+    n = digits.n_train
+    check_enough_examples(digits, n)
+    with pytest.raises(DataError, match=rf"{n:,} training examples, fewer than one batch of 2,000; use a batch size of at most {n:,}"):
         check_enough_examples(digits, 2000)
     with pytest.raises(DataError, match="batch_size must be an integer"):
         check_enough_examples(digits, 0)

@@ -16,7 +16,8 @@ from data_files import (
     zip_of,
 )
 
-from dptune.data import builtin_dataset, load_dataset
+from dptune.data import HASH_BUCKETS, builtin_dataset, load_dataset
+from dptune.tabular import signed_log
 
 
 def _same(a, b):
@@ -61,10 +62,10 @@ def test_tsv_with_sensitive_column(tmp_path):
     assert set(data.sensitive_train) == {"large", "small"}
     assert len(data.sensitive_train) == data.n_train and len(data.sensitive_val) == len(data.y_val)
     assert any("tab" in note for note in first.report.notes)
-    # and as a feature when asked (one-hot encoded)
+    # and as a feature when asked (hashed into buckets)
     with_feature = load_dataset(path, label_column="diagnosis", sensitive_column="size_group", sensitive_as_feature=True)
-    assert with_feature.dataset.input_shape == (32,)
-    assert "size_group=large" in with_feature.dataset.feature_names
+    assert with_feature.dataset.input_shape == (30 + HASH_BUCKETS,)
+    assert f"size_group=#{HASH_BUCKETS - 1}" in with_feature.dataset.feature_names
 
 
 def test_parquet_matches_csv(tmp_path):
@@ -103,7 +104,7 @@ def test_npz_train_test_form_uses_test_as_validation(tmp_path):
     assert load_dataset(path).dataset.fingerprint == prepared.dataset.fingerprint
 
 
-def test_npz_table_is_standardised_and_string_labels(tmp_path):
+def test_npz_table_is_signed_log_and_string_labels(tmp_path):
     frame = cancer_frame()
     path = tmp_path / "cancer.npz"
     np.savez(path, x=frame.iloc[:, :30].to_numpy(), y=frame["diagnosis"].to_numpy().astype(str),
@@ -111,8 +112,10 @@ def test_npz_table_is_standardised_and_string_labels(tmp_path):
     prepared = load_dataset(path, sensitive_column="group")
     data = prepared.dataset
     assert data.input_shape == (30,) and data.class_names == ("benign", "malignant")
-    np.testing.assert_allclose(data.x_train.mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_allclose(data.x_train.std(axis=0), 1, atol=1e-4)
+    raw = frame.iloc[:, :30].to_numpy()
+    np.testing.assert_allclose(data.x_train, signed_log(raw[prepared.train_rows]), rtol=1e-6)
+    np.testing.assert_allclose(data.x_val, signed_log(raw[prepared.val_rows]), rtol=1e-6)
+    assert data.preprocessing_epsilon == 0.0 and "signed log" in data.preprocessing_note
     assert data.sensitive_name == "group" and set(data.sensitive_val) == {"large", "small"}
     assert load_dataset(path, sensitive_column="group").dataset.fingerprint == data.fingerprint
 
@@ -156,16 +159,19 @@ def test_csv_semicolon_cp1252_with_categories_and_missing(tmp_path):
     text = "Größe;Farbe;Klasse\n1,5;rot;ja\n2,5;grün;nein\n;blau;ja\n4;rot;nein\n5;grün;ja\n6;rot;nein\n7;blau;ja\n8;?;nein\n"
     path = tmp_path / "farben.csv"
     path.write_bytes(text.encode("cp1252"))
-    prepared = load_dataset(path, label_column="Klasse", validation_fraction=0.25, standardize=False)
+    prepared = load_dataset(path, label_column="Klasse", validation_fraction=0.4)
     data = prepared.dataset
     sizes = np.concatenate([data.x_train[:, 0], data.x_val[:, 0]])
-    assert 1.5 in sizes and 2.5 in sizes  # decimal commas of a semicolon file
-    assert data.feature_names == ("Größe", "Farbe=blau", "Farbe=grün", "Farbe=rot")
-    assert prepared.report.categorical_columns == {"Farbe": 3}
+    assert np.float32(np.log1p(1.5)) in sizes and np.float32(np.log1p(2.5)) in sizes  # decimal commas
+    assert data.feature_names == ("Größe", *(f"Farbe=#{b}" for b in range(HASH_BUCKETS)))
+    assert prepared.report.categorical_columns == {"Farbe": HASH_BUCKETS}
     assert prepared.report.missing_values == {"Größe": 1, "Farbe": 1}
     assert prepared.report.imputed_values == {"Größe": 1, "Farbe": 1}
+    declared = load_dataset(path, label_column="Klasse", validation_fraction=0.4,
+                            schema={"categorical": {"Farbe": ["blau", "grün", "rot"]}}).dataset  # fmt: skip
+    assert declared.feature_names == ("Größe", "Farbe=blau", "Farbe=grün", "Farbe=rot", "Farbe=(other)")
     assert any("Windows-1252" in note and "semicolon" in note for note in prepared.report.notes)
-    dropped = load_dataset(path, label_column="Klasse", missing="drop", validation_fraction=0.25)
+    dropped = load_dataset(path, label_column="Klasse", missing="drop", validation_fraction=0.4)
     assert dropped.report.rows_dropped_missing_features == 2
     assert dropped.dataset.n_train + len(dropped.dataset.y_val) == 6
 

@@ -1,29 +1,35 @@
-"""Determinism, no leakage from the validation split, the workspace, and the built-in datasets."""
+"""Determinism, the fixed (unfitted) encodings, the workspace, and the built-in datasets."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from data_files import cancer_frame, write_csv, write_digits_zip, zip_of
 
 from dptune.data import (
     BUILTIN_DATASETS,
+    HASH_BUCKETS,
     Dataset,
     builtin_dataset,
     load_dataset,
     prepare_builtin,
     store,
 )
+from dptune.dataset import LEGACY_PREPROCESSING_NOTE
 from dptune.errors import DataError
-from dptune.labels import stratified_split
+from dptune.labels import in_validation, table_row_digests
+from dptune.tabular import hash_bucket, signed_log
 
 
 def _cancer_with_mess(tmp_path, frame=None):
     """Breast cancer with a categorical column and missing values, written as CSV."""
     frame = cancer_frame() if frame is None else frame
-    frame = frame.copy()
+    frame = frame.drop(columns=["size_group"])
     frame["clinic"] = np.resize(["north", "south", "east"], len(frame))
     frame.loc[::7, "mean radius"] = np.nan
     frame.loc[::11, "clinic"] = None
@@ -39,29 +45,35 @@ def test_split_and_transforms_are_deterministic_for_a_seed(tmp_path):
     b = load_dataset(path, label_column="diagnosis", seed=3)
     assert a.dataset.fingerprint == b.dataset.fingerprint
     np.testing.assert_array_equal(a.train_rows, b.train_rows)
-    assert a.encoder.means == b.encoder.means and a.encoder.scales == b.encoder.scales
-    assert a.encoder.fill_values == b.encoder.fill_values and a.encoder.categories == b.encoder.categories
+    assert a.encoder == b.encoder
     other = load_dataset(path, label_column="diagnosis", seed=4)
     assert not np.array_equal(other.train_rows, a.train_rows)
     assert other.dataset.fingerprint != a.dataset.fingerprint
+    assert other.encoder == a.encoder  # the seed keys the split only
 
 
-def test_split_is_stratified_and_disjoint(tmp_path):
+def test_split_is_disjoint_and_about_the_fraction_in_every_class(tmp_path):
     path, frame = _cancer_with_mess(tmp_path)
     prepared = load_dataset(path, label_column="diagnosis", validation_fraction=0.25)
     train, val = prepared.train_rows, prepared.val_rows
     assert not set(train) & set(val) and len(train) + len(val) == len(frame)
     malignant = (frame["diagnosis"] == "malignant").to_numpy()
-    assert abs(malignant[val].mean() - malignant.mean()) < 0.01
-    assert len(val) == pytest.approx(0.25 * len(frame), abs=2)
+    assert abs(malignant[val].mean() - malignant.mean()) < 0.06  # each row independently: stratified in expectation
+    assert len(val) == pytest.approx(0.25 * len(frame), abs=31)  # within 3 standard deviations of Binomial(569, 0.25)
     assert prepared.report.class_counts_val == {"benign": int((~malignant[val]).sum()), "malignant": int(malignant[val].sum())}
 
 
-def test_stratified_split_keeps_a_rare_class_in_training():
-    labels = np.array([0] * 50 + [1] * 50 + [2])
-    train, val = stratified_split(labels, 0.2, seed=0)
-    assert 100 in train and len(val) == 20
-    np.testing.assert_array_equal(stratified_split(labels, 0.2, seed=0)[1], val)
+def test_a_rare_class_whose_rows_all_fall_in_validation_is_reported(tmp_path):
+    rows = [f"{i},{i % 2}" for i in range(60)]
+    rare = next(f"{v},rare" for v in range(1000) if in_validation(table_row_digests(_frame_of(f"{v},rare")), 0.2, 0)[0])
+    (tmp_path / "r.csv").write_text("a,label\n" + "\n".join(rows + [rare]) + "\n")
+    prepared = load_dataset(tmp_path / "r.csv", label_column="label")
+    assert "rare" in prepared.dataset.class_names and prepared.report.class_counts_train["rare"] == 0
+    assert any("'rare'" in note and "no training example" in note for note in prepared.report.notes)
+
+
+def _frame_of(row: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO("a,label\n" + row + "\n"))
 
 
 def test_builtins_are_deterministic():
@@ -71,48 +83,72 @@ def test_builtins_are_deterministic():
     assert builtin_dataset("digits", seed=1).fingerprint != builtin_dataset("digits").fingerprint
 
 
-# ------------------------------------------------------------------ no leakage
+# ------------------------------------------------------------------ nothing fitted
 
 
-def test_fitted_statistics_come_from_training_rows_only(tmp_path):
+def test_features_are_a_fixed_encoding_of_each_row(tmp_path):
     path, frame = _cancer_with_mess(tmp_path)
     prepared = load_dataset(path, label_column="diagnosis")
-    encoder, train = prepared.encoder, prepared.train_rows
-    radius = frame["mean radius"].to_numpy()[train]
-    median = np.nanmedian(radius)
-    assert encoder.fill_values["mean radius"] == pytest.approx(median)
-    filled = np.where(np.isnan(radius), median, radius)
-    assert encoder.means["mean radius"] == pytest.approx(filled.mean())
-    assert encoder.scales["mean radius"] == pytest.approx(filled.std())
-    texture = frame["mean texture"].to_numpy()[train]
-    assert encoder.means["mean texture"] == pytest.approx(texture.mean())
-    clinics = frame["clinic"].iloc[train].value_counts()
-    assert encoder.fill_values["clinic"] == min(clinics[clinics == clinics.max()].index)  # ties: first by name
-    # the transformed training features are exactly standardised on the training rows
-    np.testing.assert_allclose(prepared.dataset.x_train[:, :30].mean(axis=0), 0, atol=1e-5)
-    assert abs(prepared.dataset.x_val[:, 0].mean()) > 1e-4  # the validation rows were not used
+    data, train, val = prepared.dataset, prepared.train_rows, prepared.val_rows
+    assert data.feature_names[:30] == tuple(frame.columns[:30])
+    numbers = frame.iloc[:, :30].to_numpy()
+    expected = signed_log(np.nan_to_num(numbers, nan=0.0))  # a missing value is 0
+    np.testing.assert_allclose(data.x_train[:, :30], expected[train], rtol=1e-6)
+    np.testing.assert_allclose(data.x_val[:, :30], expected[val], rtol=1e-6)
+    assert data.feature_names[30:] == tuple(f"clinic=#{b}" for b in range(HASH_BUCKETS))
+    clinics = frame["clinic"].to_numpy()
+    for x, rows in ((data.x_train, train), (data.x_val, val)):
+        for features, clinic in zip(x[:, 30:], clinics[rows]):
+            if clinic is None or clinic != clinic:
+                assert not features.any()  # a missing category sets no bucket
+            else:
+                assert features.sum() == 1 and features[hash_bucket("clinic", clinic, HASH_BUCKETS)] == 1
+    assert data.preprocessing_epsilon == 0.0 and data.preprocessing_delta == 0.0
+    assert "hashed into 16 buckets" in data.preprocessing_note and "read from the data" in data.preprocessing_note
 
 
-def test_changing_validation_rows_changes_nothing_fitted(tmp_path):
+def test_declared_schema_ranges_categories_and_classes(tmp_path):
+    path, frame = _cancer_with_mess(tmp_path)
+    schema = {
+        "numeric": {"mean radius": [0, 40], **{c: None for c in frame.columns[1:30]}},
+        "categorical": {"clinic": ["north", "south"]},
+        "classes": ["malignant", "benign"],
+    }
+    prepared = load_dataset(path, label_column="diagnosis", schema=schema)
+    data = prepared.dataset
+    assert data.class_names == ("malignant", "benign")  # the declared order
+    radius = frame["mean radius"].to_numpy()
+    expected = np.where(np.isnan(radius), 0.0, np.clip(radius, 0, 40) / 20 - 1)
+    np.testing.assert_allclose(data.x_train[:, 0], expected[prepared.train_rows], rtol=1e-6, atol=1e-7)
+    assert data.feature_names[30:] == ("clinic=north", "clinic=south", "clinic=(other)")
+    east = frame["clinic"].to_numpy()[prepared.train_rows] == "east"
+    assert (data.x_train[east, 32] == 1).all() and not data.x_train[east, 30:32].any()
+    assert data.preprocessing_note.endswith("the schema was declared (public)")
+    with pytest.raises(DataError, match="classes that the declared class list does not have"):
+        load_dataset(path, label_column="diagnosis", schema={"classes": ["benign", "other"]})
+    with pytest.raises(DataError, match="declares the column 'mean radios'.*did you mean 'mean radius'"):
+        load_dataset(path, label_column="diagnosis", schema={"numeric": {"mean radios": None}})
+    with pytest.raises(DataError, match="lower < upper"):
+        load_dataset(path, label_column="diagnosis", schema={"numeric": {"mean radius": [5, 5]}})
+
+
+def test_changing_some_rows_changes_nothing_else(tmp_path):
     path, frame = _cancer_with_mess(tmp_path)
     base = load_dataset(path, label_column="diagnosis")
     changed = frame.copy()
-    val = base.val_rows
-    changed.loc[val, "mean radius"] = 1e6  # absurd values
-    changed.loc[val[::2], "mean texture"] = np.nan  # more missing values
-    changed.loc[val, "clinic"] = "brand-new clinic"  # a category only validation has
+    touched = base.val_rows[::2]
+    changed.loc[touched, "mean radius"] = 1e6  # absurd values
+    changed.loc[touched, "mean texture"] = np.nan  # more missing values
+    changed.loc[touched, "clinic"] = "brand-new clinic"  # a category nobody else has
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other = load_dataset(write_csv(changed, other_dir / "cancer.csv"), label_column="diagnosis")
-    np.testing.assert_array_equal(other.train_rows, base.train_rows)
-    np.testing.assert_array_equal(other.dataset.x_train, base.dataset.x_train)
-    assert other.encoder.means == base.encoder.means and other.encoder.scales == base.encoder.scales
-    assert other.encoder.fill_values == base.encoder.fill_values
-    assert other.encoder.categories == base.encoder.categories
     assert other.dataset.feature_names == base.dataset.feature_names
-    # the unseen category encodes as all zeros in validation
-    clinic_columns = [i for i, n in enumerate(other.dataset.feature_names) if n.startswith("clinic=")]
-    assert not other.dataset.x_val[:, clinic_columns].any()
+    assert other.encoder == base.encoder
+    for prepared in (base, other):  # the untouched rows: same side, same features
+        assert set(prepared.train_rows) - set(touched) == set(base.train_rows) - set(touched)
+    keep_base, keep_other = ~np.isin(base.train_rows, touched), ~np.isin(other.train_rows, touched)
+    np.testing.assert_array_equal(other.dataset.x_train[keep_other], base.dataset.x_train[keep_base])
 
 
 def test_drop_missing_happens_per_row_without_statistics(tmp_path):
@@ -128,6 +164,9 @@ def test_drop_missing_happens_per_row_without_statistics(tmp_path):
 def test_images_are_not_fitted_at_all(tmp_path):
     prepared = load_dataset(write_digits_zip(tmp_path / "d.zip", per_class=6), image_size=(8, 8))
     assert prepared.encoder is None
+    assert prepared.dataset.preprocessing_epsilon == 0.0
+    assert "divided by 255" in prepared.dataset.preprocessing_note
+    assert "the channel count and the class list" in prepared.dataset.preprocessing_note
 
 
 # ------------------------------------------------------------------ workspace
@@ -148,11 +187,26 @@ def test_store_saves_once_and_loads_back(tmp_path):
     loaded = Dataset.load(digits.fingerprint, workspace)
     np.testing.assert_array_equal(loaded.x_train, digits.x_train)
     assert loaded.class_names == digits.class_names
+    assert (loaded.preprocessing_epsilon, loaded.preprocessing_delta, loaded.preprocessing_note) == (
+        0.0, 0.0, digits.preprocessing_note)  # fmt: skip
     with_sensitive = load_dataset(write_csv(cancer_frame(), tmp_path / "c.csv"), label_column="diagnosis",
                                   sensitive_column="size_group").dataset  # fmt: skip
     back = Dataset.load(store(with_sensitive, workspace).stem, workspace)
     assert back.fingerprint == with_sensitive.fingerprint
     np.testing.assert_array_equal(back.sensitive_val, with_sensitive.sensitive_val)
+
+
+def test_a_file_stored_before_the_preprocessing_record_loads_with_infinite_epsilon(tmp_path):
+    digits = builtin_dataset("digits")
+    old_metadata = {"name": digits.name, "class_names": list(digits.class_names),
+                    "feature_names": list(digits.feature_names), "sensitive_name": None}  # fmt: skip
+    meta = np.frombuffer(json.dumps(old_metadata).encode(), dtype=np.uint8)
+    np.savez(tmp_path / f"{digits.fingerprint}.npz", metadata=meta, x_train=digits.x_train, y_train=digits.y_train,
+             x_val=digits.x_val, y_val=digits.y_val)  # fmt: skip
+    old = Dataset.load(digits.fingerprint, tmp_path)
+    assert old.fingerprint == digits.fingerprint  # the record is not fingerprinted: old files keep their name
+    assert old.preprocessing_epsilon == float("inf") and old.preprocessing_note == LEGACY_PREPROCESSING_NOTE
+    assert "older version" in old.preprocessing_note and "again" in old.preprocessing_note
 
 
 def test_failed_uploads_leave_the_workspace_untouched(tmp_path):
@@ -219,15 +273,18 @@ def test_builtin_digits_are_8x8x1_images_in_unit_range():
     assert len(prepared.report.summary()) >= 2
 
 
-def test_builtin_breast_cancer_is_standardised_binary_table():
-    cancer = builtin_dataset("breast_cancer")
+def test_builtin_breast_cancer_is_a_signed_log_binary_table():
+    prepared = prepare_builtin("breast_cancer")
+    cancer = prepared.dataset
     assert cancer.input_shape == (30,) and cancer.class_names == ("benign", "malignant")
-    np.testing.assert_allclose(cancer.x_train.mean(axis=0), 0, atol=1e-5)
+    raw = cancer_frame().iloc[:, :30].to_numpy()
+    np.testing.assert_allclose(cancer.x_train, signed_log(raw[prepared.train_rows]), rtol=1e-6)
+    assert cancer.preprocessing_epsilon == 0.0 and "declared" in cancer.preprocessing_note
 
 
 def test_builtin_synthetic_parameters():
     data = builtin_dataset("synthetic", n_examples=500, n_features=12, n_classes=4, separability=2.0, seed=1)
-    assert data.input_shape == (12,) and data.num_classes == 4 and data.n_train == 400
+    assert data.input_shape == (12,) and data.num_classes == 4 and data.n_train == pytest.approx(400, abs=27)
     images = builtin_dataset("synthetic", n_examples=200, image_shape=(6, 6, 1), n_classes=3)
     assert images.is_image and images.input_shape == (6, 6, 1)
     easy = builtin_dataset("synthetic", n_examples=400, separability=5.0)

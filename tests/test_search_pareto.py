@@ -47,4 +47,4 @@ def test_pareto_search_on_digits(tmp_path, capsys):
     assert "reproduces the recorded value exactly" in out["train_output"]
     assert out["train_epsilon"] == pytest.approx(out["exported"].epsilon, abs=1e-4)
     assert out["train_epsilon"] >= out["exported"].epsilon  # shown rounded up
-    assert abs(out["train_accuracy"] - best.user_attrs["val_accuracy"]) <= 0.06  # fresh secret noise
+    assert abs(out["train_accuracy"] - best.user_attrs["val_accuracy"]) <= 0.1  # fresh secret noise

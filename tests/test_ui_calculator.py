@@ -6,8 +6,11 @@ import pytest
 
 from dptune import privacy
 from dptune.cli import main as cli_main
+from dptune.data import builtin_dataset
 from dptune.statement import format_epsilon
 from dptune.ui.testing import messages, open_page
+
+DIGITS_N = builtin_dataset("digits").n_train  # N of the default dataset
 
 
 def sidebar_metrics(at):
@@ -25,7 +28,7 @@ def test_calculator_is_in_the_sidebar_of_every_page(workspace, page):
     at = open_page(workspace, page)
     assert {m.label for m in at.sidebar.metric} >= {"ε (RDP)", "ε (PLD)", "σ for ε (RDP)", "σ for ε (PLD)"}
     assert {"ε (RDP)", "ε (PLD)", "σ for ε (RDP)", "σ for ε (PLD)"} <= set(sidebar_metrics(at))
-    assert at.number_input(key="calc-n").value == 1438  # N of the current dataset (digits)
+    assert at.number_input(key="calc-n").value == DIGITS_N  # N of the current dataset (digits)
 
 
 def test_calculator_matches_the_cli_and_the_accountant(workspace, capsys):
@@ -34,7 +37,7 @@ def test_calculator_matches_the_cli_and_the_accountant(workspace, capsys):
     at.number_input(key="calc-s").set_value(0.9).run()
     at.number_input(key="calc-e").set_value(3.0).run()
     shown = sidebar_metrics(at)
-    report = privacy.compute_epsilon(1438, 64, 0.9, epochs=3.0, delta=None)
+    report = privacy.compute_epsilon(DIGITS_N, 64, 0.9, epochs=3.0, delta=None)
     # shown rounded up (conservative): never below the accountant's value, at most one unit above
     for key, exact in (("ε (RDP)", report.epsilon_rdp), ("ε (PLD)", report.epsilon_pld)):
         assert exact <= float(shown[key]) <= exact + 1e-4
@@ -42,9 +45,9 @@ def test_calculator_matches_the_cli_and_the_accountant(workspace, capsys):
     printed = cli_json(capsys, command)
     assert format_epsilon(printed["epsilon_rdp"], 4) == shown["ε (RDP)"]
     assert format_epsilon(printed["epsilon_pld"], 4) == shown["ε (PLD)"]
-    sigma = privacy.calibrate_noise_multiplier(3.0, 1438, 64, epochs=3.0, delta=None)
+    sigma = privacy.calibrate_noise_multiplier(3.0, DIGITS_N, 64, epochs=3.0, delta=None)
     assert sigma <= float(shown["σ for ε (RDP)"]) <= sigma * 1.001  # σ rounded up: never less noise
-    assert privacy.compute_epsilon(1438, 64, float(shown["σ for ε (RDP)"]), epochs=3.0, delta=None,
+    assert privacy.compute_epsilon(DIGITS_N, 64, float(shown["σ for ε (RDP)"]), epochs=3.0, delta=None,
                                    pld=False).epsilon_rdp <= 3.0
 
 
@@ -81,6 +84,6 @@ def test_unreachable_sigma_is_a_warning(workspace):
     at = open_page(workspace, "home")
     at.number_input(key="calc-t").set_value(0.01).run()
     at.number_input(key="calc-e").set_value(1000.0).run()
-    at.number_input(key="calc-b").set_value(1438).run()
+    at.number_input(key="calc-b").set_value(DIGITS_N).run()
     assert not at.exception
     assert any("unreachable" in w.value for w in at.warning), messages(at)

@@ -7,7 +7,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from dptune.data import builtin_dataset, load_dataset
 from dptune.ui.testing import messages, open_page
+
+DIGITS_N = f"{builtin_dataset('digits').n_train:,}"
+"""N of the built-in digits as the page shows it (the split is by each row's hash, about 80 %)."""
 
 
 def saved_state(workspace):
@@ -34,10 +38,11 @@ def metric(at, label):
 def test_opens_on_builtin_digits(workspace):
     at = open_page(workspace, "data")
     assert not at.exception and not at.error
-    assert metric(at, "N (training)") == "1,438"
+    assert metric(at, "N (training)") == DIGITS_N
     assert metric(at, "classes") == "10"
     assert at.radio(key="data-source").value == "Built-in dataset"
     assert len(at.get("plotly_chart")) >= 1  # class balance
+    assert any("Preparation costs ε = 0: " in c.value and "nothing fitted on the rows" in c.value for c in at.caption)
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
 
 
@@ -59,7 +64,8 @@ def test_upload_csv_with_label_and_sensitive_attribute(workspace):
     assert at.selectbox(key="data-label").value == "label"
     at.selectbox(key="data-sensitive").set_value("sex").run()
     assert not at.exception and not at.error, messages(at)
-    assert metric(at, "N (training)") == "96"
+    expected = load_dataset(("people.csv", good_csv()), label_column="label", sensitive_column="sex").dataset
+    assert metric(at, "N (training)") == f"{expected.n_train:,}"
     state = saved_state(workspace)
     assert state["dataset"]["source"] == "upload"
     assert state["dataset"]["options"]["sensitive_column"] == "sex"
@@ -67,6 +73,20 @@ def test_upload_csv_with_label_and_sensitive_attribute(workspace):
     assert [p.name.endswith("-people.csv") for p in stored.iterdir()] == [True]
     assert any(p.suffix == ".npz" for p in workspace.iterdir())
     assert any("sex" in c.value for c in at.caption)  # sensitive groups are shown
+    assert any("2 numeric columns: signed log" in c.value and "read from the data" in c.value for c in at.caption)
+
+
+def test_image_zip_with_declared_channels(workspace):
+    from data_files import png_bytes
+
+    members = {f"{cls}/{i}.png": png_bytes(np.full((8, 8), 40 * i, dtype=np.uint8)) for cls in "ab" for i in range(6)}
+    at = open_page(workspace, "data")
+    at.radio(key="data-source").set_value("Upload a file").run()
+    at.file_uploader(key="data-file").set_value(("shapes.zip", zip_bytes(members), "application/zip")).run()
+    at.selectbox(key="data-channels").set_value("3 (colour)").run()
+    assert not at.exception and not at.error, messages(at)
+    assert metric(at, "input shape") == "28×28×3"
+    assert saved_state(workspace)["dataset"]["options"]["channels"] == 3
 
 
 def npz_bytes(**arrays):
@@ -110,6 +130,18 @@ def test_bad_uploads_show_an_error_and_keep_the_current_dataset(workspace, case)
     assert any(expected.lower() in error.lower() for error in errors), errors
     assert "Traceback" not in " ".join(errors)
     # the current dataset is still digits, and nothing from the bad upload reached the workspace
-    assert metric(at, "N (training)") == "1,438"
+    assert metric(at, "N (training)") == DIGITS_N
     assert saved_state(workspace)["dataset"]["source"] == "builtin"
     assert not list((workspace / "uploads").iterdir())
+
+
+def test_preprocessing_caption_shows_infinity_as_no_privacy():
+    from dptune.dataset import LEGACY_PREPROCESSING_NOTE, Dataset
+    from dptune.ui.datasets import preprocessing_caption
+
+    digits = builtin_dataset("digits")
+    old = Dataset(name="old", x_train=digits.x_train, y_train=digits.y_train, x_val=digits.x_val, y_val=digits.y_val,
+                  class_names=digits.class_names, preprocessing_epsilon=float("inf"),
+                  preprocessing_note=LEGACY_PREPROCESSING_NOTE)  # fmt: skip
+    assert preprocessing_caption(old).startswith("Preparation costs ε = ∞ (no privacy): prepared by an older version")
+    assert preprocessing_caption(digits).startswith("Preparation costs ε = 0: ")

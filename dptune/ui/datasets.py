@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,15 @@ def commit_upload(name: str, content: bytes, options: dict[str, Any], prepared: 
     state["model"] = {"source": "suggested", "spec": None, "upload": None}
     state["clip"].update(l2_norm_clip=None, selection=None)
     core.save_state(state)
+
+
+def preprocessing_caption(dataset: Any) -> str:
+    """What preparing the dataset did and what it cost, from its preprocessing record (∞ shown as no privacy)."""
+    epsilon = dataset.preprocessing_epsilon
+    cost = "∞ (no privacy)" if math.isinf(epsilon) else f"{epsilon:g}"
+    if dataset.preprocessing_delta:
+        cost += f", δ = {dataset.preprocessing_delta:.3g}"
+    return f"Preparation costs ε = {cost}: {dataset.preprocessing_note or 'no record'}."
 
 
 def sample_images(x: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], per_class: int = 1,
