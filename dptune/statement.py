@@ -36,9 +36,10 @@ UNIT_OF_PRIVACY = (
 )
 NOT_COVERED = (
     "validation rows: they drive pruning, the search's sampler and the choice of the best trial, without DP",
-    "the per-epoch training loss stored in the study, and other statistics shown only to the data owner "
-    "(row counts, class balance, previews)",
-    "the schema (column names and types, the list of classes), read from the data and treated as public",
+    "the per-epoch training loss stored in the study, and what only the data owner sees: row counts, class "
+    "balance, previews, the preparation report and the refusals of an upload (limits, empty splits)",
+    "the schema (column names and types, the list of classes) when it was read from the data rather than "
+    "declared: treated as public",
     "anything the data owner chose after looking at the data",
 )
 SHUFFLE_NOTE = "accounted as Poisson, as TF Privacy does"
