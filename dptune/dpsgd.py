@@ -29,6 +29,7 @@ from dptune.models import build_model
 from dptune.per_example import (
     chunk_gradients,
     clip_weights,
+    microbatch_clip_weights,
     per_example_losses,
     summed_gradients,
     supports_layerwise,
@@ -155,12 +156,8 @@ class DPSGDStep:
         return sums, counts, grads.loss_sum
 
     def microbatch_clip_weights(self, sums, counts):
-        """c_j / n_j with c_j = min(1, C/‖g_j‖), g_j = sums_j / n_j (0 for empty microbatches),
-        so that the clipped terms are c_j g_j = weights_j · sums_j."""
-        inverse_counts = tf.math.divide_no_nan(1.0, counts)
-        squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(s), [tf.shape(s)[0], -1]), 1) for s in sums])
-        squared = squared * tf.square(inverse_counts)
-        return clip_weights(squared, self.config.l2_norm_clip, tf.ones_like(counts)) * inverse_counts
+        """c_j / n_j of `per_example.microbatch_clip_weights` at this run's C."""
+        return microbatch_clip_weights(sums, counts, self.config.l2_norm_clip)
 
     def _clip_microbatches(self, sums, counts):
         """Σ_j min(1, C/‖g_j‖) g_j."""

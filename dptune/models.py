@@ -9,6 +9,7 @@ import keras
 
 from dptune.config import ModelSpec
 from dptune.errors import ModelError
+from dptune.user_models import load_user_model
 
 
 def _seed_cnn(input_shape: tuple[int, ...], num_classes: int, activation: str) -> keras.Model:
@@ -47,11 +48,9 @@ def _mlp(input_shape: tuple[int, ...], num_classes: int, hidden_units: tuple[int
 
 
 def _user_model(path: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    from dptune.user_models import load_user_model
-
-    model = load_user_model(path)
-    if not model.built:
-        model.build((None, *input_shape))
+    """The `.keras` file at `path`, built for `input_shape` when saved without an Input, and
+    checked (dptune.user_models, the removal test included) for private training."""
+    model = load_user_model(path, input_shape)
     expected_in = (None, *input_shape)
     got_in = tuple(model.inputs[0].shape) if model.inputs else None
     if got_in is not None and tuple(got_in) != expected_in:

@@ -1,6 +1,8 @@
 """Per-example gradient geometry: norms, clipped sums and per-example gradients, vectorized.
 
-Fast ("layerwise") path, used when every trainable layer is a Dense or Conv2D: one forward
+Fast ("layerwise") path, used when every trainable layer is a Dense or Conv2D called once
+in the model's own graph (a layer called twice shares its weights across calls, and nested
+models with trainable weights are not unpacked, so both take the generic path): one forward
 pass records each layer's input activations A (conv: image patches) and one backward pass
 gives the per-example loss gradients D with respect to each layer's pre-activation output.
 A layer's per-example weight gradient is then A_iᵀ D_i (summed over positions), so
@@ -9,7 +11,8 @@ A layer's per-example weight gradient is then A_iᵀ D_i (summed over positions)
   * the clipped sum Σ_i w_i ∇L_i is Aᵀ (w ⊙ D): no second backward pass ("book-keeping",
     Bu et al. 2023).
 Any other trainable layer sends the whole model down the generic path: per-example
-gradients of the whole model with `tf.vectorized_map` (slower, never wrong).
+gradients of the whole model, each example a batch of one, with `tf.vectorized_map`, or a
+`tf.map_fn` loop for the few models vectorized_map gets wrong (`vectorizes_safely`).
 
 All functions here are traced inside the trainer's `tf.function`. Shapes: a chunk holds P
 examples (padded rows have mask 0 and contribute exactly nothing).
@@ -17,9 +20,13 @@ examples (padded rows have mask 0 and contribute exactly nothing).
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend import get_keras_mask, set_keras_mask
 
 _TINY = 1e-12
 
@@ -41,16 +48,40 @@ def _model_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
+def _calls_in_graph(model: keras.Model) -> Counter:
+    """How often each layer (by id) is called in the model's own graph. Counted from the
+    graph, not from `layer._inbound_nodes`: a deserialized layer keeps stale nodes of the
+    calls Keras made while rebuilding it."""
+    if isinstance(model, keras.Sequential):
+        return Counter(id(layer) for layer in _model_layers(model))
+    return Counter(
+        id(node.operation) for nodes in model._nodes_by_depth.values() for node in nodes if not node.is_input
+    )
+
+
 def supports_layerwise(model: keras.Model) -> bool:
-    """True when every layer with trainable weights has a fast per-example rule and is used once."""
+    """True when every layer with trainable weights has a fast per-example rule and is called
+    once (a shared layer's per-call products would miss the cross terms between its calls)."""
     if not isinstance(model, keras.Sequential) and not hasattr(model, "_run_through_graph"):
         return False
+    calls = _calls_in_graph(model)
     for layer in _model_layers(model):
-        if layer.trainable_weights and not _is_fast_layer(layer):
+        if layer.trainable_weights and (not _is_fast_layer(layer) or calls[id(layer)] != 1):
             return False
-        if layer.trainable_weights and len(getattr(layer, "_inbound_nodes", [])) > 1:
-            return False  # shared weights: per-layer products would miss the cross terms
     return True
+
+
+def run_graph(model: keras.Model, x, operation_fn: Callable[[keras.layers.Layer], Callable]):
+    """The model's forward pass with each layer call `layer(*args, **kwargs)` replaced by
+    `operation_fn(layer)(*args, **kwargs)`; returns the model's outputs. A Sequential's
+    layers are called in order, a functional model's in its graph order (nested models are
+    single operations)."""
+    if isinstance(model, keras.Sequential):
+        out = x
+        for layer in _model_layers(model):
+            out = operation_fn(layer)(out)
+        return out
+    return model._run_through_graph(x, operation_fn=operation_fn)
 
 
 def _conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
@@ -98,7 +129,11 @@ class _DenseTap:
     def __init__(self, layer: keras.layers.Dense, x: tf.Tensor):
         self.layer = layer
         self.rows = tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]])
-        self.z = tf.matmul(x, layer.kernel)
+        # one 2-D product: oneDNN in TensorFlow 2.21 gets some broadcast batch matmuls
+        # ([P, 1, T, K] x [K, N]) wrong or crashes on them
+        z = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), layer.kernel)
+        self.z = tf.reshape(z, tf.concat([tf.shape(x)[:-1], tf.shape(layer.kernel)[-1:]], 0))
+        self.z.set_shape(x.shape[:-1].concatenate(layer.kernel.shape[-1:]))
         self._per_example = None
 
     def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
@@ -237,12 +272,19 @@ def _unordered_conv_patches(
 
 
 def _tapped_call(layer: keras.layers.Layer, x: tf.Tensor, taps: list) -> tf.Tensor:
-    """Run a Dense/Conv2D exactly as Keras does, recording what its per-example gradients need."""
+    """Run a Dense/Conv2D exactly as Keras does, recording what its per-example gradients need.
+
+    The input's Keras mask (e.g. from Masking) is passed on as Keras passes it (Dense keeps
+    it, Conv2D drops it), so that mask-aware layers downstream (pooling, RNNs) see it."""
     tap = _DenseTap(layer, x) if isinstance(layer, keras.layers.Dense) else _Conv2DTap(layer, x)
     z = tap.z + layer.bias if layer.use_bias else tap.z
     tap.z = z
     taps.append(tap)
-    return layer.activation(z) if layer.activation is not None else z
+    out = layer.activation(z) if layer.activation is not None else z
+    previous_mask = get_keras_mask(x)
+    if previous_mask is not None and layer.supports_masking:
+        set_keras_mask(out, layer.compute_mask(x, previous_mask))
+    return out
 
 
 def forward_with_taps(model: keras.Model, x: tf.Tensor) -> tuple[tf.Tensor, list]:
@@ -254,13 +296,7 @@ def forward_with_taps(model: keras.Model, x: tf.Tensor) -> tuple[tf.Tensor, list
             return lambda inputs, **_: _tapped_call(layer, inputs, taps)
         return lambda *args, **kwargs: layer(*args, **{**kwargs, "training": True})
 
-    if isinstance(model, keras.Sequential):
-        out = x
-        for layer in _model_layers(model):
-            out = run(layer)(out)
-    else:
-        out = model._run_through_graph(x, operation_fn=run)
-    return out, taps
+    return run_graph(model, x, run), taps
 
 
 class LayerwiseGradients:
@@ -310,8 +346,24 @@ class LayerwiseGradients:
         return self._by_variable(kernels, biases, [-1])
 
 
+def vectorizes_safely(model: keras.Model) -> bool:
+    """False for models whose per-example gradients `tf.vectorized_map` gets wrong in
+    TensorFlow 2.21 (measured against a per-example GradientTape loop): EinsumDense, also
+    inside MultiHeadAttention and GroupQueryAttention (its [1, T, K] x [K, N] matmul becomes
+    a broadcast [P, 1, T, K] x [K, N] batch matmul that oneDNN computes wrongly or crashes
+    on), and an Embedding together with a recurrent layer (the vectorized while loop fails
+    to trace)."""
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    if any(isinstance(layer, keras.layers.EinsumDense) for layer in layers):
+        return False
+    has_embedding = any(isinstance(layer, keras.layers.Embedding) for layer in layers)
+    return not (has_embedding and any(isinstance(layer, keras.layers.RNN) for layer in layers))
+
+
 class GenericGradients:
-    """Per-example gradients of the whole model with tf.vectorized_map (any layer)."""
+    """Per-example gradients of the whole model, each example run as a batch of one (any
+    layer): vectorized with tf.vectorized_map, or with tf.map_fn (a loop, slower) for the
+    models that `vectorizes_safely` rejects."""
 
     def __init__(self, model: keras.Model, x: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor):
         self.variables = model.trainable_variables
@@ -322,9 +374,14 @@ class GenericGradients:
                 logits = model(xi[None], training=True)
                 loss = per_example_losses(logits, yi[None])[0] * mi
             grads = tape.gradient(loss, self.variables)
-            return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)], loss
+            return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                    for g, v in zip(grads, self.variables)], loss
 
-        self._grads, losses = tf.vectorized_map(one_example, (x, labels, mask), fallback_to_while_loop=True)
+        if vectorizes_safely(model):
+            self._grads, losses = tf.vectorized_map(one_example, (x, labels, mask), fallback_to_while_loop=True)
+        else:
+            signature = ([tf.TensorSpec(v.shape, v.dtype) for v in self.variables], tf.TensorSpec([], tf.float32))
+            self._grads, losses = tf.map_fn(one_example, (x, labels, mask), fn_output_signature=signature)
         self.loss_sum = tf.reduce_sum(losses)
 
     def squared_norms(self) -> tf.Tensor:
@@ -357,3 +414,13 @@ def clip_weights(squared_norms: tf.Tensor, clip_norm: float, mask: tf.Tensor) ->
     """min(1, C/‖g‖) for each row (0 for padded rows)."""
     norms = tf.sqrt(tf.maximum(squared_norms, 0.0))
     return mask * tf.minimum(1.0, clip_norm / tf.maximum(norms, _TINY))
+
+
+def microbatch_clip_weights(sums: list[tf.Tensor], counts: tf.Tensor, clip_norm: float) -> tf.Tensor:
+    """c_j / n_j with c_j = min(1, C/‖g_j‖), g_j = sums_j / n_j the mean gradient of
+    microbatch j (0 for an empty one), so that the clipped terms are c_j g_j = weights_j · sums_j.
+
+    sums: per-microbatch gradient sums [m, *variable.shape] for every variable; counts: [m]."""
+    inverse_counts = tf.math.divide_no_nan(1.0, counts)
+    squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(s), [tf.shape(s)[0], -1]), 1) for s in sums])
+    return clip_weights(squared * tf.square(inverse_counts), clip_norm, tf.ones_like(counts)) * inverse_counts

@@ -6,8 +6,14 @@ with the reason and what to use instead, when DP-SGD cannot train it privately:
   (BatchNormalization: its batch statistics break per-example clipping and leak
   information through the moving averages), or that keep state across batches (stateful RNNs);
 - Lambda layers and anything that is not a built-in Keras object (arbitrary code);
+- any layer type not on dptune.model_safety's allow-list of layers known to act on each
+  example separately, or configured to reach across the batch axis (Softmax(axis=0), ...);
+- a model that fails the removal test on the real engine: removing one example from a
+  random batch must move the clipped gradient sum by at most C (2C microbatched) and leave
+  the other examples' clipped gradients where they were (dptune.model_safety);
 - a model whose output is not one vector of class logits per example.
-Keras itself is imported only when a model file is loaded.
+Every problem found is reported in one message. Keras (and TensorFlow, with the model
+checks) is imported only when a model file is loaded, so the suggestion helpers stay light.
 """
 
 from __future__ import annotations
@@ -105,11 +111,13 @@ def _suggest(dataset: Dataset) -> tuple[ModelSpec, str]:
 # --------------------------------------------------------------------------- user file
 
 
-def load_user_model(source: Source) -> keras.Model:
+def load_user_model(source: Source, input_shape: tuple[int, ...] | None = None) -> keras.Model:
     """Load a `.keras` architecture safely and check it can be trained privately.
 
     source: a path or (file name, bytes). Loaded with safe_mode=True, custom_objects=None
     and compile=False, so the model is returned uncompiled (its weights are those saved).
+    input_shape: the shape of one example; a model saved without an Input is built for it
+    first, so that the removal test can run (a model without either is checked without it).
     Raises ModelError saying what is wrong and what to use instead.
     """
     raw = _read_model_file(source)
@@ -118,18 +126,29 @@ def load_user_model(source: Source) -> keras.Model:
     if problems:
         raise ModelError(_problems_message(raw.name, problems))
     model = _keras_load(raw)
+    if not model.built and input_shape is not None:
+        try:
+            model.build((None, *input_shape))
+        except Exception as error:  # Keras raises ValueError/TypeError for shapes a layer cannot take
+            detail = " ".join(str(error).split())[:300]
+            raise ModelError(
+                f"the model {raw.name!r} cannot take inputs of shape {tuple(input_shape)} ({detail})"
+            ) from None
     check_trainable_privately(model, name=raw.name)
     return model
 
 
-def store_user_model(source: Source, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:
+def store_user_model(source: Source, workspace: str | os.PathLike = DEFAULT_WORKSPACE,
+                     input_shape: tuple[int, ...] | None = None) -> Path:
     """Check a `.keras` upload and save it as `<workspace>/models/<sha256>.keras` (never overwriting).
 
+    input_shape: the data's example shape, so that a model saved without an Input is built
+    and removal-tested now rather than when a trial builds it (see `load_user_model`).
     Returns the path to put in `ModelSpec(kind="keras_file", path=...)`; workers on other
     machines need the same file at that path (or the same workspace).
     """
     raw = _read_model_file(source)
-    load_user_model((raw.name, raw.content))
+    load_user_model((raw.name, raw.content), input_shape)
     directory = Path(workspace) / "models"
     try:
         return write_once(directory / f"{hashlib.sha256(raw.content).hexdigest()}.keras",
@@ -260,16 +279,23 @@ def check_trainable_privately(model: keras.Model, *, name: str | None = None) ->
     """ModelError if DP-SGD cannot train `model` privately; the message lists every problem.
 
     Refused: BatchNormalization (cross-example batch statistics), Lambda and non-Keras
-    (custom) layers, stateful recurrent layers, no trainable weights, and an output that
-    is not one vector of at least two class logits per example (several outputs, a single
-    unit, or a softmax/sigmoid already applied). `name` is used in the message (e.g. the file name).
+    (custom) layers, layer types not on dptune.model_safety.PER_EXAMPLE_LAYERS or configured
+    across the batch axis, stateful recurrent layers, no trainable weights, and an output
+    that is not one vector of at least two class logits per example (several outputs, a
+    single unit, or a softmax/sigmoid already applied). A built model with none of these
+    problems must then pass dptune.model_safety's removal test (an unbuilt one, which has
+    no input shape yet, is tested when dptune.models builds it for the data). `name` is
+    used in the message (e.g. the file name).
     """
     import keras
+
+    from dptune import model_safety
 
     if not isinstance(model, keras.Model):
         raise ModelError(f"expected a keras.Model, got {type(model).__name__}")
     problems: list[str] = []
     layers = model._flatten_layers(include_self=False, recursive=True)
+    ranks = model_safety.input_ranks(model)
     for layer in layers:
         class_name = type(layer).__name__
         label = f"layer {layer.name!r}"
@@ -282,13 +308,26 @@ def check_trainable_privately(model: keras.Model, *, name: str | None = None) ->
                 f"{label} is a custom layer ({type(layer).__module__}.{class_name}); only built-in Keras layers are "
                 "accepted: rebuild it from built-in layers"
             )
+        else:
+            problem = model_safety.layer_problem(layer, ranks.get(id(layer), set()))
+            if problem:
+                problems.append(problem)
         if getattr(layer, "stateful", False) is True:
             problems.append(f"{label} is stateful (state carried across batches and examples); set stateful=False")
     problems += _output_problems(model, layers)
     if not problems and not model.trainable_weights and model.built:
         problems.append("it has no trainable weights")
+    if not problems and model.built and _has_inputs(model):
+        problems += model_safety.removal_problems(model)
     if problems:
         raise ModelError(_problems_message(name or model.name, problems))
+
+
+def _has_inputs(model: keras.Model) -> bool:
+    try:
+        return bool(model.inputs)
+    except (AttributeError, ValueError):
+        return False  # a subclassed or unbuilt model has no symbolic inputs
 
 
 def _output_problems(model: keras.Model, layers: list) -> list[str]:

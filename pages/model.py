@@ -58,12 +58,13 @@ with core.guard("Model"):
     else:
         st.markdown(
             "An architecture saved with `model.save('net.keras')`: built-in Keras layers only (no Lambda or custom "
-            "layers, no BatchNormalization — it mixes examples), outputs one logit per class (no softmax). It is "
+            "layers, no BatchNormalization or other layer that mixes examples: only layers known to act on each example are accepted, and a removal test checks that one example moves the clipped sum by at most C), outputs one logit per class (no softmax). It is "
             "loaded with `safe_mode=True` and stored in the workspace."
         )
         uploaded = st.file_uploader("Keras model", type=["keras"], key="model-file")
         if uploaded is not None:
-            path = store_user_model((uploaded.name, uploaded.getvalue()), core.workspace().root)
+            path = store_user_model((uploaded.name, uploaded.getvalue()), core.workspace().root,
+                                    input_shape=data.dataset.input_shape)
             spec = ModelSpec(kind="keras_file", path=str(path))
             if section.get("spec") != spec.to_dict():
                 core.update_state("model", source="uploaded", spec=spec.to_dict(), upload=uploaded.name)

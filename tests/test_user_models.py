@@ -75,6 +75,15 @@ def test_sequential_without_input_is_accepted(tmp_path):
     with pytest.warns(UserWarning):
         path = saved(tmp_path, keras.Sequential([L.Dense(16, activation="relu"), L.Dense(3)]))
     assert isinstance(load_user_model(path), keras.Model)
+    built = load_user_model(path, (64,))  # built for the data first, then checked (the removal test included)
+    assert built.built and tuple(built.inputs[0].shape) == (None, 64)
+
+
+def test_a_model_that_cannot_take_the_data_shape_is_explained(tmp_path):
+    with pytest.warns(UserWarning):
+        path = saved(tmp_path, keras.Sequential([L.Conv2D(4, 3), L.Flatten(), L.Dense(3)]), "conv.keras")
+    with pytest.raises(ModelError, match="'conv.keras' cannot take inputs of shape \\(5,\\)"):
+        load_user_model(path, (5,))
 
 
 # ------------------------------------------------------------------ refused
