@@ -40,11 +40,11 @@ def test_calculator_matches_the_cli_and_the_accountant(workspace, capsys):
     report = privacy.compute_epsilon(DIGITS_N, 64, 0.9, epochs=3.0, delta=None)
     # shown rounded up (conservative): never below the accountant's value, at most one unit above
     for key, exact in (("ε (RDP)", report.epsilon_rdp), ("ε (PLD)", report.epsilon_pld)):
-        assert exact <= float(shown[key]) <= exact + 1e-4
+        assert exact <= float(shown[key]) <= exact + 1e-3
     command = [c.value for c in at.code if c.value.startswith("dptune epsilon")][0]
     printed = cli_json(capsys, command)
-    assert format_epsilon(printed["epsilon_rdp"], 4) == shown["ε (RDP)"]
-    assert format_epsilon(printed["epsilon_pld"], 4) == shown["ε (PLD)"]
+    assert format_epsilon(printed["epsilon_rdp"]) == shown["ε (RDP)"]
+    assert format_epsilon(printed["epsilon_pld"]) == shown["ε (PLD)"]
     sigma = privacy.calibrate_noise_multiplier(3.0, DIGITS_N, 64, epochs=3.0, delta=None)
     assert sigma <= float(shown["σ for ε (RDP)"]) <= sigma * 1.001  # σ rounded up: never less noise
     assert privacy.compute_epsilon(DIGITS_N, 64, float(shown["σ for ε (RDP)"]), epochs=3.0, delta=None,
@@ -60,7 +60,7 @@ def test_microbatching_charges_half_sigma(workspace, capsys):
     assert float(after) > float(before)
     command = [c.value for c in at.code if c.value.startswith("dptune epsilon")][0]
     assert "--microbatches 8" in command
-    assert format_epsilon(cli_json(capsys, command)["epsilon_rdp"], 4) == after
+    assert format_epsilon(cli_json(capsys, command)["epsilon_rdp"]) == after
     assert any("σ/2" in c.value for c in at.caption)
 
 

@@ -86,9 +86,9 @@ def calculator(default_n: int, *, key: str = "calc") -> None:
                 st.error(str(error))
                 return
             a, b = st.columns(2)
-            a.metric("ε (RDP)", format_epsilon(report["epsilon_rdp"], 4),
+            a.metric("ε (RDP)", format_epsilon(report["epsilon_rdp"]),
                      help=f"RDP accountant, best order {report['rdp_order']}")
-            b.metric("ε (PLD)", format_epsilon(report["epsilon_pld"], 4), help="PLD accountant (tighter)")
+            b.metric("ε (PLD)", format_epsilon(report["epsilon_pld"]), help="PLD accountant (tighter)")
             st.caption(
                 f"{report['steps']:,} steps, q = B/N = {report['sampling_rate']:.4g}, σ charged "
                 f"{report['charged_noise_multiplier']:.4g}, δ = {report['delta']:.3g}; ε per training run "
