@@ -25,10 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dptune.config import DPSGDConfig, ModelSpec  # noqa: E402
-from dptune.dpsgd import DPSGDStep, default_jit_compile, device_name, make_optimizer  # noqa: E402
-from dptune.models import build_model  # noqa: E402
-from dptune.sampling import make_sampler  # noqa: E402
+from dptune.engine.dpsgd import DPSGDStep, default_jit_compile, device_name, make_optimizer  # noqa: E402
+from dptune.engine.models import build_model  # noqa: E402
+from dptune.engine.sampling import make_sampler  # noqa: E402
+from dptune.spec.config import DPSGDConfig, ModelSpec  # noqa: E402
 
 BATCH, CLIP, SIGMA, N = 250, 1.5, 1.3, 10_000
 

@@ -31,9 +31,9 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from dptune.data import builtin_dataset  # noqa: E402
-from dptune.results import best_trial_within, search_cost  # noqa: E402
-from dptune.search import tune  # noqa: E402
-from dptune.search_spec import SearchSpec  # noqa: E402
+from dptune.spec.search import SearchSpec  # noqa: E402
+from dptune.study.results import best_trial_within, search_cost  # noqa: E402
+from dptune.study.search import tune  # noqa: E402
 
 TARGET = 3.0
 MODEL = {"kind": "mlp", "hidden_units": [64]}
@@ -182,7 +182,7 @@ def main() -> None:
 
 
 def _device() -> str:
-    from dptune.dpsgd import device_name
+    from dptune.engine.dpsgd import device_name
 
     return device_name()
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from dptune import plots
-from dptune.statement import format_epsilon
+from dptune.privacy.statement import format_epsilon
+from dptune.report import plots
 from dptune.ui import clip_view, core, shell, specs
 
 shell.frame("Clip norm")

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dptune import plots
 from dptune.data import BUILTIN_DATASETS
+from dptune.report import plots
 from dptune.ui import core, datasets, shell
 
 shell.frame("Data")

@@ -3,7 +3,7 @@
 import streamlit as st
 import yaml
 
-from dptune.config import ACTIVATIONS, ModelSpec
+from dptune.spec.config import ACTIVATIONS, ModelSpec
 from dptune.ui import core, models_view, shell
 
 shell.frame("Model")
@@ -22,7 +22,7 @@ KINDS = {
 SOURCES = {"suggested": "Suggested for this data", "custom": "Choose an architecture", "uploaded": "Upload a .keras file"}
 
 with core.guard("Model"):
-    from dptune.user_models import store_user_model, suggest_model_spec, suggestion_reason
+    from dptune.engine.user_models import store_user_model, suggest_model_spec, suggestion_reason
 
     state = core.load_state()
     data = core.loaded_data(state)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dptune import plots
+from dptune.report import plots
 from dptune.ui import core, shell, trial_view
 
 shell.frame("Trade-offs")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
 
 from dptune import privacy
 from dptune.cli import main
-from dptune.dataset import Dataset
+from dptune.data.dataset import Dataset
 
 TINY_MLP = {"kind": "mlp", "hidden_units": [16]}
 
@@ -26,12 +26,12 @@ def tiny_dataset(n_train: int = 2000, n_val: int = 40, seed: int = 0) -> Dataset
 
 
 def fake_trainer(behaviour: Callable[[int, object], str] | None = None, epoch_seconds: float = 0.0):
-    """A stand-in for dptune.dpsgd.train with the same signature and result types.
+    """A stand-in for dptune.engine.dpsgd.train with the same signature and result types.
 
     behaviour(call_index, config) -> "ok" | "nan" | "oom" | "crash"; accuracy grows with the
     learning rate so samplers and pruners have something to compare.
     """
-    from dptune.dpsgd import EpochMetrics, TrainResult
+    from dptune.engine.dpsgd import EpochMetrics, TrainResult
     from dptune.errors import TrainingError
 
     calls = {"n": 0}
@@ -80,9 +80,9 @@ def write_yaml(path: Path, values: dict) -> Path:
 def end_to_end(tmp_path: Path, capsys, search: dict) -> dict:
     """`dptune tune`, then `export` (best within the target) and `train --config`; returns
     what a test asserts on: the study, the exported YAML, and the reproduction's numbers."""
-    from dptune.results import best_trial_within
-    from dptune.run_config import load_run_config
-    from dptune.search import load_study
+    from dptune.spec.run import load_run_config
+    from dptune.study.results import best_trial_within
+    from dptune.study.search import load_study
 
     search = {"workspace": str(tmp_path / "ws"), "storage": f"sqlite:///{tmp_path / 'studies.db'}", **search}
     config_path = write_yaml(tmp_path / "search.yaml", search)

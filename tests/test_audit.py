@@ -1,9 +1,9 @@
-"""Privacy audits: the statistics of dptune.audit, and a canary audit of one real DP-SGD step.
+"""Privacy audits: the statistics of dptune.privacy.audit, and a canary audit of one real DP-SGD step.
 
-The canary audit (issue 8, item 9a) runs one step of `dptune.dpsgd.DPSGDStep` thousands of
+The canary audit (issue 8, item 9a) runs one step of `dptune.engine.dpsgd.DPSGDStep` thousands of
 times from the same initial weights, with a canary example present or absent and fresh noise
 each time, scores each update by its projection on the canary's gradient direction, and
-turns the best threshold test into a Clopper–Pearson lower bound on ε (dptune.audit). The
+turns the best threshold test into a Clopper–Pearson lower bound on ε (dptune.privacy.audit). The
 audited mechanism is the Gaussian mechanism with sensitivity C and noise σC (one step,
 sampling rate q = 1), whose ε at δ `dp_accounting` computes. The engine's bound must stay
 below that ε; in the same test, copies of the engine with clipping removed or with the
@@ -25,19 +25,19 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from scipy import optimize, stats
 
-from dptune.audit import (
+from dptune.engine.dpsgd import DPSGDStep, make_optimizer
+from dptune.engine.models import build_model
+from dptune.engine.per_example import chunk_gradients, per_example_losses
+from dptune.engine.sampling import Chunk
+from dptune.privacy import RDP_ORDERS
+from dptune.privacy.audit import (
     ThresholdAudit,
     best_threshold_epsilon,
     clopper_pearson_lower,
     clopper_pearson_upper,
     epsilon_lower_bound,
 )
-from dptune.config import DPSGDConfig, ModelSpec
-from dptune.dpsgd import DPSGDStep, make_optimizer
-from dptune.models import build_model
-from dptune.per_example import chunk_gradients, per_example_losses
-from dptune.privacy import RDP_ORDERS
-from dptune.sampling import Chunk
+from dptune.spec.config import DPSGDConfig, ModelSpec
 
 
 def gaussian_mechanism_epsilon(mu: float, delta: float) -> float:
@@ -49,7 +49,7 @@ def gaussian_mechanism_epsilon(mu: float, delta: float) -> float:
     return optimize.brentq(excess, 0.0, 100.0)
 
 
-# ---------------------------------------------------------------- statistics (dptune.audit)
+# ---------------------------------------------------------------- statistics (dptune.privacy.audit)
 
 
 @pytest.mark.parametrize(

@@ -240,7 +240,7 @@ def _end_to_end(app, browser, pages, tmp_path):
     download = download_info.value
     target = tmp_path / download.suggested_filename
     download.save_as(target)
-    from dptune.run_config import load_run_config
+    from dptune.spec.run import load_run_config
 
     run = load_run_config(target)
     values = yaml.safe_load(target.read_text())

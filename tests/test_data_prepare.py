@@ -20,10 +20,10 @@ from dptune.data import (
     prepare_builtin,
     store,
 )
-from dptune.dataset import LEGACY_PREPROCESSING_NOTE
+from dptune.data.dataset import LEGACY_PREPROCESSING_NOTE
+from dptune.data.labels import in_validation, table_row_digests
+from dptune.data.tabular import hash_bucket, signed_log
 from dptune.errors import DataError
-from dptune.labels import in_validation, table_row_digests
-from dptune.tabular import hash_bucket, signed_log
 
 
 def _cancer_with_mess(tmp_path, frame=None):

@@ -19,8 +19,8 @@ import pytest
 from data_files import cancer_frame, digits_images, png_bytes, zip_of
 
 from dptune.data import Dataset, builtin_dataset, load_dataset, prepare_builtin
+from dptune.data.prepare import PreparedData
 from dptune.errors import DataError
-from dptune.prepare import PreparedData
 
 Encoded = tuple[tuple[int, ...], dict[int, bytes]]
 """(input shape, {row key: the row's features as bytes})."""

@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from dptune import privacy
-from dptune.config import DPSGDConfig, ModelSpec
 from dptune.data import builtin_dataset
-from dptune.dpsgd import DPSGDStep, make_optimizer, train
+from dptune.engine.dpsgd import DPSGDStep, make_optimizer, train
+from dptune.engine.models import build_model
+from dptune.engine.sampling import Chunk
 from dptune.errors import TrainingError
-from dptune.models import build_model
-from dptune.sampling import Chunk
+from dptune.spec.config import DPSGDConfig, ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_every_clipped_term_has_norm_at_most_c(digits, microbatches):
     mb = rng.integers(0, microbatches, 16).astype(np.int32)
     chunk = _chunk(np.arange(16), rows=16, microbatch=mb)
     if config.per_example:
-        from dptune.per_example import LayerwiseGradients, clip_weights
+        from dptune.engine.per_example import LayerwiseGradients, clip_weights
 
         grads = LayerwiseGradients(model, tf.constant(x), tf.constant(y), tf.constant(chunk.mask))
         weights = clip_weights(grads.squared_norms(), 0.3, tf.constant(chunk.mask)).numpy()
@@ -235,7 +235,7 @@ def test_the_step_is_traced_once_per_run_not_per_step(digits):
     config = DPSGDConfig(num_microbatches=4, batch_size=32)
     model = build_model(ModelSpec("mlp", hidden_units=(8,)), digits.input_shape, digits.num_classes, seed=0)
     step = _step(model, config, digits.x_train, digits.y_train)
-    from dptune.sampling import PoissonSampler
+    from dptune.engine.sampling import PoissonSampler
 
     sampler = PoissonSampler(digits.n_train, 32, 4, np.random.default_rng(0))
     for number in range(20):

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dptune import model_safety
-from dptune.config import ModelSpec
-from dptune.errors import ModelError
-from dptune.model_safety import (
+from dptune.engine import model_safety
+from dptune.engine.model_safety import (
     einsum_keeps_batch,
     layer_problem,
     mixing_layers,
@@ -19,8 +17,10 @@ from dptune.model_safety import (
     removal_problems,
     removal_test,
 )
-from dptune.models import build_model
-from dptune.user_models import check_trainable_privately, load_user_model
+from dptune.engine.models import build_model
+from dptune.engine.user_models import check_trainable_privately, load_user_model
+from dptune.errors import ModelError
+from dptune.spec.config import ModelSpec
 
 L = keras.layers
 

@@ -1,4 +1,4 @@
-"""dptune.plots: pure functions from trial data to Plotly figures."""
+"""dptune.report.plots: pure functions from trial data to Plotly figures."""
 
 import time
 
@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dptune import plots
+from dptune.report import plots
 from dptune.ui.adapters import trials_frame
 from dptune.ui.synthetic import make_study
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dptune.config import DPSGDConfig, ModelSpec
 from dptune.data import builtin_dataset
-from dptune.dataset import Dataset
-from dptune.dpsgd import _randomness, train
-from dptune.models import build_model
+from dptune.data.dataset import Dataset
+from dptune.engine.dpsgd import _randomness, train
+from dptune.engine.models import build_model
+from dptune.spec.config import DPSGDConfig, ModelSpec
 
 ROWS = 32
 SPEC = ModelSpec("mlp", hidden_units=(8,))

@@ -8,21 +8,20 @@ import numpy as np
 import pytest
 
 from dptune import privacy
-from dptune.config import ModelSpec
 from dptune.data import builtin_dataset
-from dptune.dataset import Dataset
+from dptune.data.dataset import Dataset
+from dptune.engine.profile import gradient_norm_profile
 from dptune.errors import PrivacyError
-from dptune.recipe import (
+from dptune.privacy.clip_quantile import (
     BIN_EDGES,
-    gradient_norm_profile,
     histogram,
     private_clip_norm,
     public_clip_norm,
     quantile_from_histogram,
-    scale_noise,
-    total_epsilon,
 )
-from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.spec.config import ModelSpec
+from dptune.study.recipe import scale_noise, total_epsilon
 
 N, B, EPOCHS = 1438, 64, 3
 DELTA = privacy.default_delta(N)
@@ -109,7 +108,7 @@ def test_scaling_keeps_effective_noise_and_meets_the_target():
     # the smallest such k: one microbatch fewer misses the target
     k = scaled.factor
     if 1 < k < B:
-        from dptune.config import DPSGDConfig
+        from dptune.spec.config import DPSGDConfig
 
         smaller = DPSGDConfig(noise_multiplier=(k - 1) * sigma1, num_microbatches=k - 1, batch_size=B, epochs=EPOCHS)
         assert total_epsilon(N, smaller, DELTA, 0.1)[1] > 3.0
@@ -137,9 +136,9 @@ def test_recipe_on_digits_reaches_the_target_and_reports_predicted_vs_actual(tmp
     """The whole recipe on sklearn digits: private C, baseline, m = 1 noise search, scaling,
     verification. The scaled configuration meets ε (with the clip-norm cost) and its measured
     utility is reported next to the m = 1 prediction."""
-    from dptune.results import best_trial_within, trials_frame
-    from dptune.search import tune
-    from dptune.search_spec import SearchSpec
+    from dptune.spec.search import SearchSpec
+    from dptune.study.results import best_trial_within, trials_frame
+    from dptune.study.search import tune
 
     spec = SearchSpec.from_dict({
         "mode": "recipe", "dataset": {"builtin": "digits"}, "model": {"kind": "mlp", "hidden_units": [32]},
@@ -174,8 +173,8 @@ def test_recipe_on_digits_reaches_the_target_and_reports_predicted_vs_actual(tmp
 
 def test_clip_norm_from_a_fixed_value_or_a_public_dataset_costs_nothing(tmp_path):
     from dptune.data import builtin_dataset
-    from dptune.recipe import select_clip_norm
-    from dptune.search_spec import SearchSpec
+    from dptune.spec.search import SearchSpec
+    from dptune.study.recipe import select_clip_norm
 
     base = {"mode": "recipe", "dataset": {"builtin": "digits"}, "model": {"kind": "mlp", "hidden_units": [16]},
             "target_epsilon": 3.0, "workspace": str(tmp_path)}

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import yaml
 
-from dptune.config import DPSGDConfig, ModelSpec
-from dptune.dataset import Dataset
-from dptune.dataset_ref import DatasetRef
+from dptune.data import resolve_dataset
+from dptune.data.dataset import Dataset
 from dptune.errors import ConfigError, DataError
-from dptune.run_config import load_run_config, package_versions
-from dptune.search_spec import SearchSpec, TrialCount, load_search_spec, tnb_mean
+from dptune.spec.config import DPSGDConfig, ModelSpec
+from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.run import load_run_config, package_versions
+from dptune.spec.search import SearchSpec, TrialCount, load_search_spec, tnb_mean
 
 FINGERPRINT = "a" * 64
 
@@ -132,19 +133,19 @@ def test_dataset_ref_resolves_by_fingerprint(tmp_path):
     dataset = small_dataset()
     dataset.save(tmp_path)
     ref = DatasetRef.from_dataset(dataset, workspace=tmp_path)
-    assert ref.resolve().fingerprint == dataset.fingerprint
+    assert resolve_dataset(ref).fingerprint == dataset.fingerprint
     with pytest.raises(DataError, match="not in the workspace"):
-        DatasetRef(fingerprint="b" * 64).resolve(tmp_path)
+        resolve_dataset(DatasetRef(fingerprint="b" * 64), tmp_path)
     with pytest.raises(DataError, match="n_train"):
-        DatasetRef(fingerprint=dataset.fingerprint, n_train=21).resolve(tmp_path)
+        resolve_dataset(DatasetRef(fingerprint=dataset.fingerprint, n_train=21), tmp_path)
 
 
 def test_dataset_ref_rebuilds_a_builtin_and_checks_its_fingerprint(tmp_path):
     ref = DatasetRef(builtin="digits")
-    dataset = ref.resolve(tmp_path)
+    dataset = resolve_dataset(ref, tmp_path)
     assert (tmp_path / f"{dataset.fingerprint}.npz").exists()
     with pytest.raises(DataError, match="changed"):
-        DatasetRef(builtin="digits", fingerprint="c" * 64).resolve(tmp_path / "empty")
+        resolve_dataset(DatasetRef(builtin="digits", fingerprint="c" * 64), tmp_path / "empty")
 
 
 # ---------------------------------------------------------------------------- search YAML

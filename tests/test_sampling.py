@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dptune.sampling import PoissonSampler, ShuffleSampler, poisson_chunk_rows
+from dptune.engine.sampling import PoissonSampler, ShuffleSampler, poisson_chunk_rows
 
 
 def _sampled(chunks):

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from dptune import privacy
-from dptune.search_cost import (
+from dptune.privacy.search_cost import (
     TrainingPrivacy,
     calibrate_search_noise,
     naive_search_epsilon,

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import TINY_MLP, end_to_end
 
-from dptune.results import pareto_front, trials_frame
+from dptune.study.results import pareto_front, trials_frame
 
 TARGET = 3.0
 

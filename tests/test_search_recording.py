@@ -13,10 +13,17 @@ from optuna.trial import TrialState
 from search_helpers import TINY_MLP, fake_trainer, tiny_dataset
 
 from dptune.errors import ConfigError
-from dptune.objective import SURPLUS_REASON, study_clip_epsilon
-from dptune.results import FRAME_COLUMNS, KILLED_REASON, best_trial_within, finished_trials, search_cost, trials_frame
-from dptune.search import create_study, load_study, open_storage, run_queued_trials, tune
-from dptune.search_spec import SearchSpec
+from dptune.spec.search import SearchSpec
+from dptune.study.objective import SURPLUS_REASON, study_clip_epsilon
+from dptune.study.results import (
+    FRAME_COLUMNS,
+    KILLED_REASON,
+    best_trial_within,
+    finished_trials,
+    search_cost,
+    trials_frame,
+)
+from dptune.study.search import create_study, load_study, open_storage, run_queued_trials, tune
 
 
 def spec_for(tmp_path, **changes) -> SearchSpec:
@@ -72,7 +79,7 @@ def test_a_surplus_trial_trains_nothing(tmp_path):
     spec = SearchSpec.from_dict(study.user_attrs["search_spec"])
     assert run_queued_trials(study, spec, dataset, train_fn=trainer) == 1
     # a second worker whose ask() found the queue empty gets a fresh trial: refused, not trained
-    from dptune.objective import TrialFailed, make_objective
+    from dptune.study.objective import TrialFailed, make_objective
 
     study.optimize(make_objective(spec, dataset, delta=study.user_attrs["delta"], train_fn=trainer), n_trials=1,
                    catch=(TrialFailed,))
@@ -163,7 +170,7 @@ def test_a_clip_norm_chosen_privately_before_the_search_is_in_every_total(tmp_pa
         assert a["epsilon_total"] >= 0.98 * 4.0
     cost = search_cost(outcome.study)
     assert cost["clip_selection_epsilon"] == 0.3
-    from dptune.export import run_config_from_trial
+    from dptune.report.export import run_config_from_trial
 
     exported = run_config_from_trial(outcome.study, best_trial_within(outcome.study))
     assert exported.accountant["clip_norm_selection"]["epsilon"] == 0.3
@@ -184,7 +191,7 @@ def test_clip_releases_stay_spent_in_recipe_mode_and_after_a_typed_c():
 
 def test_a_config_that_crashes_fails_its_trial_with_the_reason(tmp_path, monkeypatch):
     """An internal error while choosing a trial's config fails that trial, not the worker."""
-    import dptune.objective as objective
+    import dptune.study.objective as objective
 
     def broken(*args, **kwargs):
         raise AttributeError("module 'dp_accounting' has no attribute 'RepeatAndSelectDpEvent'")
@@ -200,7 +207,7 @@ def test_tune_resumes_from_the_spec_stored_in_the_study(tmp_path):
     run `dptune tune --config` on it; it resumes the same study."""
     import yaml
 
-    from dptune.search_spec import load_search_spec
+    from dptune.spec.search import load_search_spec
 
     trainer = fake_trainer()
     first = tune(spec_for(tmp_path, n_trials=2), dataset=tiny_dataset(), progress=False, train_fn=trainer)

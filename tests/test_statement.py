@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from dptune import privacy
-from dptune.config import DPSGDConfig
-from dptune.search_cost import TrainingPrivacy, clip_selection_event, epsilon_with_clip_selection
-from dptune.statement import (
+from dptune.privacy.search_cost import TrainingPrivacy, clip_selection_event, epsilon_with_clip_selection
+from dptune.privacy.statement import (
     NO_PRIVACY,
     SHUFFLE_NOTE,
     VOID,
@@ -22,6 +21,7 @@ from dptune.statement import (
     preprocessing_release,
     statement_for_run,
 )
+from dptune.spec.config import DPSGDConfig
 
 N, B = 60000, 250
 MNIST = DPSGDConfig(l2_norm_clip=1.5, noise_multiplier=1.3, num_microbatches=B, batch_size=B, epochs=3)

@@ -13,12 +13,12 @@ import yaml
 
 from dptune import privacy
 from dptune.cli import main
-from dptune.config import DPSGDConfig, ModelSpec
 from dptune.data import builtin_dataset
-from dptune.dataset_ref import DatasetRef
-from dptune.export import train_from_config
-from dptune.run_config import RunConfig, load_run_config
-from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.report.export import train_from_config
+from dptune.spec.config import DPSGDConfig, ModelSpec
+from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.run import RunConfig, load_run_config
 
 CLIP_EPSILON = 0.2
 

@@ -136,7 +136,7 @@ def test_bad_uploads_show_an_error_and_keep_the_current_dataset(workspace, case)
 
 
 def test_preprocessing_caption_shows_infinity_as_no_privacy():
-    from dptune.dataset import LEGACY_PREPROCESSING_NOTE, Dataset
+    from dptune.data.dataset import LEGACY_PREPROCESSING_NOTE, Dataset
     from dptune.ui.datasets import preprocessing_caption
 
     digits = builtin_dataset("digits")

@@ -4,8 +4,8 @@ import optuna
 import yaml
 
 from dptune import privacy
-from dptune.run_config import RunConfig
-from dptune.statement import format_epsilon
+from dptune.privacy.statement import format_epsilon
+from dptune.spec.run import RunConfig
 from dptune.ui.synthetic import make_study
 from dptune.ui.testing import messages, open_page, storage_url
 
@@ -71,7 +71,7 @@ def test_nothing_to_export_yet(workspace):
 def test_the_page_and_dptune_export_pick_the_same_trial_when_a_clip_release_pushes_one_over(workspace):
     """Trial A's training ε is within the target but its total (with the clip-norm release) is
     not; the page must not preselect it (it filtered on training ε before issue 8)."""
-    from dptune.export import choose_trial
+    from dptune.report.export import choose_trial
 
     study = make_study(storage_url(workspace), "s", 4, target_epsilon=3.0)
     base = next(t for t in study.trials if t.state.name == "COMPLETE")

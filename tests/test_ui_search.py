@@ -121,10 +121,10 @@ def test_a_stopped_workers_trial_is_failed_and_requeued_after_its_heartbeat(work
     import time
 
     from dptune.data import builtin_dataset
-    from dptune.search import create_study, open_storage
-    from dptune.search_spec import SearchSpec
+    from dptune.engine.user_models import suggest_model_spec
+    from dptune.spec.search import SearchSpec
+    from dptune.study.search import create_study, open_storage
     from dptune.ui import specs
-    from dptune.user_models import suggest_model_spec
 
     dataset = builtin_dataset("digits")
     state = specs.default_state()

@@ -72,8 +72,8 @@ def test_state_round_trips_and_survives_garbage(workspace):
 def test_a_real_worker_runs_the_queued_trials(workspace):
     """`python -m dptune worker` started by the dashboard runs a tiny digits search to the end."""
     from dptune.data import builtin_dataset
-    from dptune.search import create_study
-    from dptune.search_spec import SearchSpec
+    from dptune.spec.search import SearchSpec
+    from dptune.study.search import create_study
     from dptune.ui import specs
 
     dataset = builtin_dataset("digits")
@@ -81,7 +81,7 @@ def test_a_real_worker_runs_the_queued_trials(workspace):
     state["search"].update(specs.QUICK_START_SEARCH, n_trials=2, epochs=[1, 1])
     values = specs.search_spec_dict(
         state, dataset_ref={"builtin": "digits", "fingerprint": dataset.fingerprint, "n_train": dataset.n_train},
-        model_spec=__import__("dptune.user_models", fromlist=["x"]).suggest_model_spec(dataset),
+        model_spec=__import__("dptune.engine.user_models", fromlist=["x"]).suggest_model_spec(dataset),
         workspace=str(workspace.root), storage=workspace.storage_url, study_name="real",
     )
     study, _ = create_study(SearchSpec.from_dict(values), dataset=dataset)

@@ -11,17 +11,17 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dptune import user_models  # noqa: E402
-from dptune.config import ModelSpec  # noqa: E402
 from dptune.data import builtin_dataset  # noqa: E402
-from dptune.errors import ModelError  # noqa: E402
-from dptune.user_models import (  # noqa: E402
+from dptune.engine import user_models  # noqa: E402
+from dptune.engine.user_models import (  # noqa: E402
     check_trainable_privately,
     load_user_model,
     store_user_model,
     suggest_model_spec,
     suggestion_reason,
 )
+from dptune.errors import ModelError  # noqa: E402
+from dptune.spec.config import ModelSpec  # noqa: E402
 
 L = keras.layers
 

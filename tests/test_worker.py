@@ -13,9 +13,9 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import TINY_MLP
 
-from dptune.results import KILLED_REASON, finished_trials, trials_frame
-from dptune.search import create_study, open_storage, spawn_worker
-from dptune.search_spec import SearchSpec
+from dptune.spec.search import SearchSpec
+from dptune.study.results import KILLED_REASON, finished_trials, trials_frame
+from dptune.study.search import create_study, open_storage, spawn_worker
 
 
 def _trials(storage_url: str, name: str):

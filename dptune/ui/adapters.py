@@ -19,8 +19,8 @@ FRAME_COLUMNS = [
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """`dptune.results.trials_frame(study)` with every column of the contract present."""
-    from dptune.results import trials_frame as library_trials_frame
+    """`dptune.study.results.trials_frame(study)` with every column of the contract present."""
+    from dptune.study.results import trials_frame as library_trials_frame
 
     frame = library_trials_frame(study)
     for column in FRAME_COLUMNS:

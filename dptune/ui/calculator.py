@@ -12,7 +12,7 @@ import shlex
 import streamlit as st
 
 from dptune.errors import DPTuneError
-from dptune.statement import delta_warnings, format_epsilon, format_sigma
+from dptune.privacy.statement import delta_warnings, format_epsilon, format_sigma
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

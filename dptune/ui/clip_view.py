@@ -15,8 +15,8 @@ QUANTILES = (0.5, 0.75, 0.9)
 
 @st.cache_resource(show_spinner="Profiling per-example gradient norms…", max_entries=8)
 def _profile(fingerprint: str, spec_key: str, _dataset: Any) -> np.ndarray:
-    from dptune.config import ModelSpec
-    from dptune.recipe import gradient_norm_profile
+    from dptune.engine.profile import gradient_norm_profile
+    from dptune.spec.config import ModelSpec
 
     spec = ModelSpec.from_dict(json.loads(spec_key))
     return gradient_norm_profile(_dataset, spec)
@@ -25,7 +25,7 @@ def _profile(fingerprint: str, spec_key: str, _dataset: Any) -> np.ndarray:
 def release(data: Any, model: Any, *, quantile: float, epsilon: float) -> dict[str, Any]:
     """Release the noisy histogram of every training row (spends `epsilon` on this dataset),
     set C to its `quantile`; returns the clip state."""
-    from dptune.recipe import private_clip_norm
+    from dptune.privacy.clip_quantile import private_clip_norm
 
     fingerprint = data.dataset.fingerprint
     norms = _profile(fingerprint, json.dumps(model.to_dict(), sort_keys=True), data.dataset)
@@ -53,7 +53,7 @@ def release(data: Any, model: Any, *, quantile: float, epsilon: float) -> dict[s
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cost(target: float, n: int, batch: int, epochs: float, delta: float, clip_epsilon: float) -> float:
     from dptune import privacy
-    from dptune.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+    from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
 
     sigma = privacy.calibrate_noise_multiplier(target, n, batch, epochs=epochs, delta=delta)
     run = TrainingPrivacy(n, batch, sigma, privacy.num_steps(n, batch, epochs), False)

@@ -87,8 +87,8 @@ def guard(what: str = "") -> Iterator[None]:
 # ----------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class LoadedData:
-    dataset: Any  # dptune.dataset.Dataset
-    report: Any  # dptune.prepare.DataReport | None
+    dataset: Any  # dptune.data.dataset.Dataset
+    report: Any  # dptune.data.prepare.DataReport | None
     ref: dict[str, Any]  # DatasetRef mapping for the search spec
     source_label: str
 
@@ -139,7 +139,7 @@ def loaded_data(state: dict[str, Any] | None = None) -> LoadedData:
 
 def current_model_spec(state: dict[str, Any], data: LoadedData):
     """The model the search uses: the saved choice, else the suggestion for the data."""
-    from dptune.user_models import suggest_model_spec
+    from dptune.engine.user_models import suggest_model_spec
 
     return specs.model_spec_from_state(state, suggest_model_spec(data.dataset))
 
@@ -147,7 +147,7 @@ def current_model_spec(state: dict[str, Any], data: LoadedData):
 # ----------------------------------------------------------------------------- storage
 @st.cache_resource(show_spinner=False)
 def _storage(url: str) -> optuna.storages.BaseStorage:
-    from dptune.search import open_storage
+    from dptune.study.search import open_storage
 
     return open_storage(url)
 
@@ -258,7 +258,7 @@ def snapshot(name: str) -> StudySnapshot:
     return _snapshot(name, workspace().storage_url, version, study, trials, attrs)
 @st.cache_resource(show_spinner="Computing importances…", max_entries=8)
 def _importances(name: str, url: str, complete: int, _trials: tuple) -> Any:
-    from dptune import plots
+    from dptune.report import plots
 
     return plots.param_importances_figure(_trials)
 

@@ -30,8 +30,8 @@ class UploadInfo:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def inspect_upload(digest: str, name: str, _content: bytes) -> UploadInfo:
     """Detect the format; read a table's header and first rows (DataError when unreadable)."""
-    from dptune.sources import detect_format, read_source
-    from dptune.tabular import read_table
+    from dptune.data.sources import detect_format, read_source
+    from dptune.data.tabular import read_table
 
     raw = read_source((name, _content))
     fmt = detect_format(raw)

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from dptune.statement import format_epsilon
+from dptune.privacy.statement import format_epsilon
 from dptune.ui import core
 from dptune.ui.workspace import safe_filename
 
@@ -33,11 +33,11 @@ def fmt(value: Any, *, void: bool = False) -> str:
 
 
 def export_yaml(snapshot: core.StudySnapshot, number: int) -> Export:
-    """The run YAML of trial `number` (dptune.export.run_config_from_trial), saved under
-    `<workspace>/exports/` and loaded back with dptune.run_config.load_run_config."""
+    """The run YAML of trial `number` (dptune.report.export.run_config_from_trial), saved under
+    `<workspace>/exports/` and loaded back with dptune.spec.run.load_run_config."""
     from dptune.errors import DPTuneError
-    from dptune.export import choose_trial, run_config_from_trial
-    from dptune.run_config import load_run_config
+    from dptune.report.export import choose_trial, run_config_from_trial
+    from dptune.spec.run import load_run_config
 
     ws = core.workspace()
     study = core._CachedStudy(core.load_study(snapshot.name), snapshot.trials, snapshot.user_attrs)

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dptune import plots
-from dptune.statement import format_epsilon
+from dptune.privacy.statement import format_epsilon
+from dptune.report import plots
 from dptune.ui import core, searching
 from dptune.ui.workers import live_workers
 

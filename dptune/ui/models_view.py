@@ -19,8 +19,8 @@ class ModelSummary:
 @st.cache_resource(show_spinner="Building the model…", max_entries=16)
 def summarize(spec_key: str, input_shape: tuple[int, ...], num_classes: int) -> ModelSummary:
     """Build the model of `spec_key` (a ModelSpec as JSON) and count its trainable parameters."""
-    from dptune.config import ModelSpec
-    from dptune.models import build_model, parameter_count
+    from dptune.engine.models import build_model, parameter_count
+    from dptune.spec.config import ModelSpec
 
     spec = ModelSpec.from_dict(json.loads(spec_key))
     model = build_model(spec, input_shape, num_classes)

@@ -1,6 +1,6 @@
 """Starting, stopping and resuming searches from the dashboard (no training in this process).
 
-A search is an Optuna study created by `dptune.search.create_study` (its planned trials
+A search is an Optuna study created by `dptune.study.search.create_study` (its planned trials
 queued), plus worker processes `python -m dptune worker ...` started with
 `dptune.ui.workers.start_workers` in their own sessions: they keep running when the tab
 closes, and the app re-attaches to them from their records in the workspace.
@@ -26,7 +26,7 @@ def check_budget(spec: Any, n_train: int, delta: float) -> tuple[list[str], list
     the range cannot reach the target at the smallest B and epochs.
     """
     from dptune import privacy
-    from dptune.search_spec import PER_EXAMPLE
+    from dptune.spec.search import PER_EXAMPLE
 
     errors: list[str] = []
     warnings: list[str] = []
@@ -89,8 +89,8 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     `ui_clip_selection` for display. What every release on the dataset spent is charged through
     the spec's `clip_selection_epsilon` (in every mode, whichever C is used).
     The study becomes the current one (saved in the workspace)."""
-    from dptune.results import update_search_cost
-    from dptune.search import create_study
+    from dptune.study.results import update_search_cost
+    from dptune.study.search import create_study
 
     # Create the storage's tables once, through the app's cached storage, before
     # create_study opens its own connection: two first connections racing to create the
@@ -164,7 +164,7 @@ def reap_stale(name: str) -> int:
     machines, keep their heartbeats and are untouched. Returns how many trials it failed."""
     import optuna
 
-    from dptune.search import fail_stale, open_storage
+    from dptune.study.search import fail_stale, open_storage
 
     study = core.load_study(name)
     spec = study.user_attrs.get("search_spec") or {}
@@ -185,8 +185,8 @@ def stop(name: str) -> int:
 def quick_start() -> str:
     """The one-button search: 3 tiny budgeted trials on the built-in digits."""
     from dptune.data import builtin_dataset
-    from dptune.search_spec import SearchSpec
-    from dptune.user_models import suggest_model_spec
+    from dptune.engine.user_models import suggest_model_spec
+    from dptune.spec.search import SearchSpec
 
     ws = core.workspace()
     dataset = builtin_dataset("digits")

@@ -3,7 +3,7 @@
 The dashboard's state is a small JSON document, `<workspace>/ui_state.json`, with one
 section per page: `dataset`, `model`, `clip`, `search`, plus `study` (the study the
 Search, Trade-offs and Export pages show). Widgets write it; `search_spec_from_state`
-turns it into the `dptune.search_spec.SearchSpec` a study is created from.
+turns it into the `dptune.spec.search.SearchSpec` a study is created from.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import datetime as dt
 import re
 from typing import Any
 
-from dptune.config import ModelSpec
 from dptune.errors import ConfigError
+from dptune.spec.config import ModelSpec
 
 PER_EXAMPLE = "per_example"
 MODES = {
@@ -37,7 +37,7 @@ DEFAULT_STATE: dict[str, Any] = {
         "clip_epsilon": 0.1,
         "l2_norm_clip": None,  # the chosen C once known
         "use": "range",  # range: search C in [C/4, 4C]; fix: every trial uses C
-        "selection": None,  # the released ClipSelection (dptune.recipe), as a dict
+        "selection": None,  # the released ClipSelection (dptune.study.recipe), as a dict
         "spent": {},  # per dataset fingerprint: {"releases": k, "epsilon": total ε_C} (spent_on)
         "dataset": None,  # fingerprint the selection was made on
     },
@@ -207,7 +207,7 @@ def search_spec_dict(
 
 def search_spec_from_state(state: dict[str, Any], **kwargs: Any):
     """A validated `SearchSpec` (ConfigError naming the key when a choice is invalid)."""
-    from dptune.search_spec import SearchSpec
+    from dptune.spec.search import SearchSpec
 
     values = search_spec_dict(state, **kwargs)
     try:

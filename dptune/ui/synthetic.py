@@ -149,7 +149,7 @@ def make_study(
     **kwargs: Any,
 ) -> optuna.Study:
     """Create a study with the documented study attrs and populate it."""
-    from dptune.search_spec import SearchSpec
+    from dptune.spec.search import SearchSpec
 
     directions = ["maximize", "minimize", "minimize"] if mode == "pareto" else ["maximize"]
     study = optuna.create_study(storage=storage, study_name=name, directions=directions, load_if_exists=False)
@@ -176,10 +176,10 @@ def make_study(
     study.set_user_attr("delta", 1.0 / n_train**1.1)
     populate_study(study, n_trials, n_train=n_train, **kwargs)
     if with_search_cost:
-        # what the workers keep current after every trial (dptune.results.update_search_cost);
+        # what the workers keep current after every trial (dptune.study.results.update_search_cost);
         # large synthetic studies get the cost of their first 40 trials (composing hundreds
         # of trials takes minutes), marked as such.
-        from dptune.results import search_cost
+        from dptune.study.results import search_cost
 
         trials = study.get_trials(deepcopy=False)
         cost = search_cost(_FirstTrials(study, trials[:40])) if trials else None

@@ -3,7 +3,7 @@
 Layout under the workspace root (default `./dptune-data/`, or `$DPTUNE_WORKSPACE`):
 
     studies.db            Optuna storage (SQLite) holding every study and trial
-    <fingerprint>.npz     datasets, stored once (dptune.dataset.Dataset.save)
+    <fingerprint>.npz     datasets, stored once (dptune.data.dataset.Dataset.save)
     uploads/              files a user uploaded (data files, `.keras` models); nowhere else
     workers/<study>/      one JSON record and one log per worker process the app started
     ui_state.json         the choices made on the pages (dataset, model, C, search settings,

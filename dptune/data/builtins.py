@@ -1,0 +1,158 @@
+"""Built-in datasets that need no download: sklearn's digits and breast cancer, and a synthetic generator.
+
+They go through the same preparation as an upload (fixed encodings, the split by each
+row's hash), with their public schema declared (column kinds and class lists are part of
+the published datasets), so nothing about them is read from the rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dptune.data.dataset import Dataset
+from dptune.data.labels import table_row_digests
+from dptune.data.prepare import PreparedData, SplitOptions, prepare_arrays, prepare_table
+from dptune.data.tabular import PublicSchema
+from dptune.errors import DataError
+
+BUILTIN_DATASETS: dict[str, str] = {
+    "digits": "sklearn's handwritten digits: 1,797 grayscale 8x8x1 images in [0, 1], 10 classes (the default)",
+    "breast_cancer": "sklearn's breast cancer (Wisconsin): 569 rows, 30 numeric features (signed log), 2 classes",
+    "synthetic": "a generated classification problem for scale tests (n_examples, n_features, n_classes, "
+    "separability, image_shape)",
+}
+DEFAULT_BUILTIN = "digits"
+
+SYNTHETIC_DEFAULTS = {"n_examples": 10_000, "n_features": 20, "n_classes": 2, "separability": 1.0, "image_shape": None}
+
+
+def prepare_builtin(name: str, *, seed: int = 0, validation_fraction: float = 0.2, **params) -> PreparedData:
+    """A built-in dataset with its preparation report; `seed` fixes the split (and synthetic data).
+
+    digits and breast_cancer take no parameters. synthetic takes n_examples (total, before
+    the split), n_features, n_classes, separability (sklearn's class_sep: larger is easier)
+    and image_shape (height, width, channels) to shape the features as images (its product
+    replaces n_features).
+    """
+    if name not in BUILTIN_DATASETS:
+        raise DataError(f"there is no built-in dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)}")
+    if name != "synthetic" and params:
+        raise DataError(f"the built-in dataset {name!r} takes no parameters, got {', '.join(sorted(params))}")
+    options = SplitOptions(validation_fraction=validation_fraction, seed=seed)
+    if name == "digits":
+        return _digits(options)
+    if name == "breast_cancer":
+        return _breast_cancer(options)
+    return _synthetic(options, **params)
+
+
+def builtin_dataset(name: str, *, seed: int = 0, validation_fraction: float = 0.2, **params) -> Dataset:
+    """The built-in dataset `name` (see BUILTIN_DATASETS), split with `seed`."""
+    return prepare_builtin(name, seed=seed, validation_fraction=validation_fraction, **params).dataset
+
+
+def _digits(options: SplitOptions) -> PreparedData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / np.float32(16.0))[..., np.newaxis]
+    return prepare_arrays(
+        x,
+        bunch.target,
+        name="digits",
+        source_name="sklearn digits",
+        source_format="builtin",
+        n_first=len(x),
+        has_test=False,
+        options=options,
+        encoding="8x8 grayscale images, pixel values 0-16 divided by 16 (the dataset's fixed range)",
+        classes=tuple(str(digit) for digit in range(10)),
+        notes=["8x8 grayscale images, pixel values 0-16 divided by 16"],
+    )
+
+
+def _breast_cancer(options: SplitOptions) -> PreparedData:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    labels = np.asarray(bunch.target_names)[bunch.target.to_numpy()]
+    schema = PublicSchema(numeric={column: None for column in bunch.data.columns}, classes=("benign", "malignant"))
+    return prepare_table(
+        bunch.data,
+        labels,
+        name="breast_cancer",
+        source_name="sklearn breast cancer",
+        source_format="builtin",
+        n_first=len(labels),
+        has_test=False,
+        options=options,
+        row_digests=table_row_digests(bunch.data.assign(diagnosis=labels)),
+        label_column="diagnosis",
+        schema=schema,
+    )
+
+
+def _synthetic(
+    options: SplitOptions,
+    n_examples: int = SYNTHETIC_DEFAULTS["n_examples"],
+    n_features: int = SYNTHETIC_DEFAULTS["n_features"],
+    n_classes: int = SYNTHETIC_DEFAULTS["n_classes"],
+    separability: float = SYNTHETIC_DEFAULTS["separability"],
+    image_shape: tuple[int, int, int] | None = SYNTHETIC_DEFAULTS["image_shape"],
+    **unknown,
+) -> PreparedData:
+    from sklearn.datasets import make_classification
+
+    if unknown:
+        raise DataError(
+            f"unknown parameter(s) of the synthetic dataset: {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(SYNTHETIC_DEFAULTS)}"
+        )
+    if image_shape is not None:
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise DataError(f"image_shape must be (height, width, channels), got {image_shape!r}")
+        n_features = math.prod(shape)
+    _check_int("n_classes", n_classes, 2, 1000)
+    _check_int("n_features", n_features, 1, 1_000_000)
+    _check_int("n_examples", n_examples, 2 * n_classes, 100_000_000)
+    if not (isinstance(separability, (int, float)) and separability > 0 and math.isfinite(separability)):
+        raise DataError(f"separability must be a number > 0, got {separability!r}")
+    informative = max(math.ceil(math.log2(n_classes)) + 1, min(n_features, 10))
+    if informative > n_features:
+        raise DataError(f"{n_classes} classes need at least {informative} features, got n_features={n_features}")
+    x, y = make_classification(
+        n_samples=n_examples,
+        n_features=n_features,
+        n_informative=informative,
+        n_redundant=0,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        class_sep=float(separability),
+        random_state=options.seed,
+    )
+    x = x.astype(np.float32)
+    name = f"synthetic-{n_examples}x{n_features}-c{n_classes}-s{separability:g}"
+    if image_shape is not None:
+        x = x.reshape(n_examples, *shape)
+        name = f"synthetic-{n_examples}x{'x'.join(map(str, shape))}-c{n_classes}-s{separability:g}"
+    return prepare_arrays(
+        x,
+        y,
+        name=name,
+        source_name="synthetic",
+        source_format="builtin",
+        n_first=n_examples,
+        has_test=False,
+        options=options,
+        encoding="generated features used as they are",
+        classes=tuple(str(label) for label in range(n_classes)),
+        notes=[f"sklearn make_classification, class_sep={separability:g}, {informative} informative features"],
+    )
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        raise DataError(f"{name} must be an integer between {low:,} and {high:,}, got {value!r}")

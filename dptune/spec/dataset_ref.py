@@ -1,0 +1,85 @@
+"""A reference to a dataset that a YAML file can hold and a worker can resolve.
+
+Either a built-in dataset (`builtin: digits`, rebuilt by `dptune.data.builtin_dataset`) or a
+dataset already stored in a workspace by its SHA-256 `fingerprint` (`Dataset.save`), or
+both: the fingerprint then pins exactly which data the run used, and a rebuilt built-in
+dataset whose fingerprint differs is refused instead of silently training on other data.
+The data layer loads it (`dptune.data.resolve_dataset`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dptune.errors import ConfigError
+from dptune.spec.yaml_fields import check_keys, number, optional_string
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+DATASET_KEYS = ("name", "builtin", "fingerprint", "n_train", "workspace", "options")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Where a run's data comes from.
+
+    builtin: a name `dptune.data.builtin_dataset` knows (e.g. "digits"); `options` are its
+        keyword arguments (e.g. the split seed).
+    fingerprint: SHA-256 of the prepared Dataset (`Dataset.fingerprint`).
+    workspace: directory holding `<fingerprint>.npz` (default: the caller's workspace).
+    name, n_train: descriptive (N is what the accountant's q = B/N uses); checked on load.
+    """
+
+    name: str | None = None
+    builtin: str | None = None
+    fingerprint: str | None = None
+    n_train: int | None = None
+    workspace: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.builtin is None and self.fingerprint is None:
+            raise ConfigError("dataset needs `builtin` (a built-in dataset name) or `fingerprint` (a stored dataset)")
+        if self.fingerprint is not None and not _FINGERPRINT.match(self.fingerprint):
+            raise ConfigError(f"dataset.fingerprint must be 64 lowercase hex digits (SHA-256), got {self.fingerprint!r}")
+        if self.options and self.builtin is None:
+            raise ConfigError("dataset.options is only used with dataset.builtin")
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, *, builtin: str | None = None, workspace: str | os.PathLike | None = None,
+                     options: dict[str, Any] | None = None) -> DatasetRef:
+        """The reference of a prepared `dptune.data.Dataset` (anything with name, fingerprint, n_train)."""
+        return cls(
+            name=dataset.name,
+            builtin=builtin,
+            fingerprint=dataset.fingerprint,
+            n_train=dataset.n_train,
+            workspace=None if workspace is None else str(workspace),
+            options=dict(options or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in DATASET_KEYS:
+            value = getattr(self, key)
+            if value is not None and value != {}:
+                out[key] = dict(value) if key == "options" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "dataset") -> DatasetRef:
+        check_keys(values, where, optional=DATASET_KEYS)
+        options = values.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}.options must be a mapping of keyword arguments, got {options!r}")
+        n_train = values.get("n_train")
+        return cls(
+            name=optional_string(values.get("name"), f"{where}.name"),
+            builtin=optional_string(values.get("builtin"), f"{where}.builtin"),
+            fingerprint=optional_string(values.get("fingerprint"), f"{where}.fingerprint"),
+            n_train=None if n_train is None else number(n_train, f"{where}.n_train", low=1, integer=True),
+            workspace=optional_string(values.get("workspace"), f"{where}.workspace"),
+            options=dict(options),
+        )

@@ -1,0 +1,406 @@
+"""One Optuna trial: pick its DP-SGD config, train, and record everything in the study.
+
+Every trial writes its whole story as user attributes while it runs (docs/INTERFACES.md,
+"Optuna study format"), so nothing lives only in a worker's memory: the config and planned
+ε when it starts, each epoch's metrics as they come, the final ε (RDP and PLD), timings and
+device when it ends, and `fail_reason` when it fails (NaN loss, out of memory, ...). A
+failed trial is stored as FAIL and the study goes on.
+
+Objective values: budgeted -> validation accuracy (maximise); pareto -> (validation
+accuracy, ε, training seconds) (maximise, minimise, minimise); recipe -> the noise
+multiplier sigma (maximise) under the constraint "accuracy within tolerance of the
+non-private baseline" (`recipe_shortfall` <= 0; see dptune.study.recipe).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from dptune import privacy
+from dptune.data.dataset import Dataset
+from dptune.engine.runtime import device_name, is_out_of_memory
+from dptune.errors import DPTuneError
+from dptune.spec.config import DPSGDConfig, ModelSpec
+from dptune.spec.search import PER_EXAMPLE, SearchSpec
+
+TrainFn = Callable[..., Any]
+
+SEARCH_PHASE = "search"
+RECIPE_NOISE_PHASE = "noise_search"
+RECIPE_BASELINE_PHASE = "baseline"
+RECIPE_VERIFY_PHASE = "verify"
+RECIPE_CONSTRAINT = "recipe_shortfall"
+SURPLUS_REASON = (
+    "not run: every planned trial had already been taken by other workers "
+    "(a surplus trial created by a race between workers; it trained nothing)"
+)
+
+
+class TrialFailed(Exception):
+    """Raised by the objective after recording `fail_reason`; Optuna stores the trial as FAIL
+    and, because the study catches it, goes on with the next trial."""
+
+
+# ---------------------------------------------------------------------------- calibration
+@functools.lru_cache(maxsize=256)
+def calibrated_noise_multiplier(
+    target_epsilon: float, n_train: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
+    epsilon_includes_search_cost: bool = False, trials: tuple | None = None, clip_epsilon: float = 0.0,
+) -> float:
+    """sigma that makes one trial's RDP ε hit `target_epsilon` (budgeted mode).
+
+    clip_epsilon: ε already spent choosing C privately; the target then bounds the run
+    composed with that selection. With `epsilon_includes_search_cost`, the target bounds the
+    whole search instead (dptune.privacy.search_cost.calibrate_search_noise), `trials` being
+    TrialCount.to_dict() as a sorted tuple of items.
+    """
+    if epsilon_includes_search_cost:
+        from dptune.privacy.search_cost import calibrate_search_noise
+
+        return calibrate_search_noise(
+            target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
+            trials=dict(trials), clip_epsilon=clip_epsilon,
+        )
+    if clip_epsilon > 0:
+        from dptune.privacy.search_cost import calibrate_with_clip_selection
+
+        return calibrate_with_clip_selection(
+            target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
+            clip_epsilon=clip_epsilon,
+        )
+    return privacy.calibrate_noise_multiplier(
+        target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched
+    )
+
+
+def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
+    """Total pure ε of every clip-norm histogram released on the study's dataset, composed
+    into every trial: the recipe's own release plus what was spent before the search (the
+    spec's `clip_selection_epsilon`; studies made before it was recorded there: the
+    dashboard's `ui_clip_selection`). A histogram once shown stays spent, whichever C is used.
+
+    Charging k releases of ε_1..ε_k as one Laplace release of Σε_i is an upper bound at every
+    RDP order: the RDP of the Laplace mechanism, log(a·e^{(α−1)ε} + b·e^{−αε})/(α−1), is convex
+    in ε and 0 at ε = 0, hence superadditive."""
+    recipe = float(((study_attrs.get("recipe") or {}).get("clip") or {}).get("epsilon") or 0.0)
+    spec = study_attrs.get("search_spec") or {}
+    if spec.get("clip_selection_epsilon"):
+        return recipe + float(spec["clip_selection_epsilon"])
+    ui = study_attrs.get("ui_clip_selection") or {}
+    return recipe + float(ui.get("epsilon_spent") or ui.get("epsilon") or 0.0)
+
+
+def total_with_clip(n_train: int, delta: float, clip_epsilon: float):
+    """extra_epsilon for run_trial: (config, steps) -> RDP ε of the run composed with the
+    clip selection (None when sigma = 0)."""
+    from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+
+    def extra(config: DPSGDConfig, steps: int) -> float | None:
+        if config.noise_multiplier == 0 or steps <= 0:
+            return None
+        run = TrainingPrivacy(n_train, config.batch_size, config.noise_multiplier, steps, not config.per_example)
+        return epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
+
+    return extra
+
+
+# ---------------------------------------------------------------------------- suggestions
+def suggest_log(trial: optuna.Trial, name: str, bounds: tuple, *, integer: bool = False):
+    """A value in [low, high] on a log scale; a fixed value when low == high (not a param)."""
+    low, high = bounds
+    if low == high:
+        return low
+    if integer:
+        return trial.suggest_int(name, int(low), int(high), log=True)
+    return trial.suggest_float(name, float(low), float(high), log=True)
+
+
+def suggest_microbatches(trial: optuna.Trial, choices: tuple, batch_size: int) -> int:
+    """m from the choices ("per_example" = B; a choice above B is capped at B)."""
+    if len(choices) == 1:
+        choice = choices[0]
+    else:
+        choice = trial.suggest_categorical("num_microbatches", list(choices))
+    return batch_size if choice == PER_EXAMPLE else min(int(choice), batch_size)
+
+
+def suggest_config(trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: float,
+                   clip_epsilon: float = 0.0) -> DPSGDConfig:
+    """The DP-SGD config of a search trial, for the spec's mode (clip_epsilon: see
+    calibrated_noise_multiplier)."""
+    ranges = spec.ranges
+    base = spec.base_config()
+    if spec.mode == "recipe":
+        return base.replace(
+            l2_norm_clip=float(trial.study.user_attrs["recipe"]["clip"]["l2_norm_clip"]),
+            noise_multiplier=float(suggest_log(trial, "noise_multiplier", ranges.noise_multiplier)),
+            learning_rate=float(suggest_log(trial, "learning_rate", ranges.learning_rate)),
+            num_microbatches=1,
+            batch_size=spec.recipe.batch_size,
+            epochs=spec.recipe.epochs,
+        )
+    clip = float(suggest_log(trial, "l2_norm_clip", ranges.l2_norm_clip))
+    learning_rate = float(suggest_log(trial, "learning_rate", ranges.learning_rate))
+    batch_size = int(suggest_log(trial, "batch_size", (min(ranges.batch_size[0], n_train),
+                                                        min(ranges.batch_size[1], n_train)), integer=True))
+    epochs = int(suggest_log(trial, "epochs", ranges.epochs, integer=True))
+    microbatches = suggest_microbatches(trial, ranges.num_microbatches, batch_size)
+    if base.sampling == "shuffle":
+        while batch_size % microbatches:  # TF Privacy's shuffle batches need m | B
+            microbatches -= 1
+    if spec.mode == "pareto":
+        sigma = float(suggest_log(trial, "noise_multiplier", ranges.noise_multiplier))
+    else:
+        sigma = calibrated_noise_multiplier(
+            spec.target_epsilon, n_train, batch_size, float(epochs), delta, microbatches < batch_size,
+            spec.epsilon_includes_search_cost,
+            tuple(sorted(_trials_key(spec).items())) if spec.epsilon_includes_search_cost else None,
+            float(clip_epsilon),
+        )
+    return base.replace(
+        l2_norm_clip=clip,
+        noise_multiplier=sigma,
+        num_microbatches=microbatches,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        epochs=epochs,
+    )
+
+
+def _trials_key(spec: SearchSpec) -> dict:
+    value = spec.n_trials.to_dict()
+    return {"distribution": "fixed", "n": value} if isinstance(value, int) else value
+
+
+# ---------------------------------------------------------------------------- recording
+def planned_epsilon(config: DPSGDConfig, n_train: int, delta: float) -> float | None:
+    """RDP ε of the full run (None when sigma = 0: no privacy)."""
+    if config.noise_multiplier == 0:
+        return None
+    return privacy.compute_epsilon(
+        n_train, config.batch_size, config.noise_multiplier, epochs=config.epochs, delta=delta,
+        microbatched=not config.per_example, pld=False,
+    ).epsilon_rdp
+
+
+def spent_epsilon(config: DPSGDConfig, n_train: int, delta: float, steps: int) -> tuple[float | None, float | None, float | None]:
+    """(RDP ε, its order, PLD ε) after `steps` steps (None when sigma = 0 or no step)."""
+    if config.noise_multiplier == 0 or steps <= 0:
+        return None, None, None
+    report = privacy.compute_epsilon(
+        n_train, config.batch_size, config.noise_multiplier, steps=steps, delta=delta,
+        microbatched=not config.per_example,
+    )
+    return report.epsilon_rdp, report.rdp_order, report.epsilon_pld
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: Optuna stores user attrs as JSON, so inf/nan become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _device() -> str:
+    try:
+        return device_name()
+    except Exception:  # noqa: BLE001 - a device query must never hide the trial's own error
+        return "unknown"
+
+
+def fail_reason_of(error: BaseException) -> str:
+    """A one-paragraph reason a user can act on."""
+    if is_out_of_memory(error):
+        return f"out of memory: {str(error).splitlines()[0][:300]}; lower batch_size or use a smaller model"
+    if isinstance(error, DPTuneError):
+        return str(error)
+    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    return f"{type(error).__name__}: {str(error)[:500]}{where}"
+
+
+class TrialRecorder:
+    """Writes one trial's user attributes (the study format of docs/INTERFACES.md)."""
+
+    def __init__(self, trial: optuna.Trial, config: DPSGDConfig, model_spec: ModelSpec, n_train: int, delta: float,
+                 phase: str, extra_epsilon: Callable[[DPSGDConfig, int], float | None] | None = None):
+        self.trial, self.config, self.n_train, self.delta = trial, config, n_train, delta
+        self.history: list[dict[str, Any]] = []
+        self.extra_epsilon = extra_epsilon
+        trial.set_user_attr("phase", phase)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("model_spec", model_spec.to_dict())
+        trial.set_user_attr("total_epochs", config.epochs)
+        trial.set_user_attr("epsilon_planned", _finite(planned_epsilon(config, n_train, delta)))
+        trial.set_user_attr("delta", delta)
+        trial.set_user_attr("sampling", config.sampling)
+        trial.set_user_attr("history", [])
+        trial.set_user_attr("epochs_done", 0)
+        trial.set_user_attr("steps_planned", privacy.num_steps(n_train, config.batch_size, config.epochs))
+
+    def epoch(self, metrics: Any) -> None:
+        record = {k: _finite(v) for k, v in metrics.to_dict().items()}
+        self.history.append(record)
+        self.trial.set_user_attr("history", self.history)
+        self.trial.set_user_attr("epochs_done", int(metrics.epoch))
+        self.trial.set_user_attr("steps_done", int(metrics.step))
+
+    def _spent(self, steps: int) -> None:
+        rdp, order, pld = spent_epsilon(self.config, self.n_train, self.delta, steps)
+        self.trial.set_user_attr("epsilon_rdp", _finite(rdp))
+        self.trial.set_user_attr("epsilon_pld", _finite(pld))
+        self.trial.set_user_attr("rdp_order", _finite(order))
+        total = rdp if self.extra_epsilon is None else self.extra_epsilon(self.config, steps)
+        self.trial.set_user_attr("epsilon_total", _finite(total))
+
+    def finished(self, result: Any) -> None:
+        attrs = {
+            "epsilon_rdp": result.epsilon_rdp,
+            "epsilon_pld": result.epsilon_pld,
+            "rdp_order": result.rdp_order,
+            "val_accuracy": result.val_accuracy,
+            "val_loss": result.val_loss,
+            "seconds_per_step": result.seconds_per_step,
+            "examples_per_second": result.examples_per_second,
+            "train_seconds": result.train_seconds,
+            "device": result.device,
+            "gradient_path": result.gradient_path,
+            "steps_done": result.steps,
+            "stopped_early": result.stopped_early,
+        }
+        if self.config.noise_multiplier == 0:
+            attrs.update(epsilon_rdp=None, epsilon_pld=None, rdp_order=None)
+        for key, value in attrs.items():
+            self.trial.set_user_attr(key, _finite(value))
+        total = attrs["epsilon_rdp"] if self.extra_epsilon is None else self.extra_epsilon(self.config, result.steps)
+        self.trial.set_user_attr("epsilon_total", _finite(total))
+
+    def pruned(self, reason: str) -> None:
+        self.trial.set_user_attr("prune_reason", reason)
+        self._spent(self.history[-1]["step"] if self.history else 0)
+        self._last_epoch_summary()
+
+    def failed(self, reason: str) -> None:
+        self.trial.set_user_attr("fail_reason", reason)
+        self.trial.set_user_attr("device", _device())
+        # the steps after the last recorded epoch are unknown: charge the whole planned run
+        self._spent(privacy.num_steps(self.n_train, self.config.batch_size, self.config.epochs))
+
+    def _last_epoch_summary(self) -> None:
+        if not self.history:
+            return
+        last = self.history[-1]
+        for key in ("val_accuracy", "val_loss", "seconds_per_step", "examples_per_second"):
+            self.trial.set_user_attr(key, last.get(key))
+        self.trial.set_user_attr("train_seconds", last.get("elapsed_seconds"))
+        self.trial.set_user_attr("device", _device())
+
+
+def run_trial(
+    trial: optuna.Trial,
+    dataset: Dataset,
+    model_spec: ModelSpec,
+    config: DPSGDConfig,
+    *,
+    delta: float,
+    phase: str,
+    prune: bool,
+    train_fn: TrainFn | None = None,
+    extra_epsilon: Callable[[DPSGDConfig, int], float | None] | None = None,
+):
+    """Train one config inside a trial, recording as it goes. Returns the TrainResult.
+
+    prune: report each epoch's validation accuracy to Optuna and stop when its pruner says so
+    (single-objective studies only). Raises optuna.TrialPruned or TrialFailed (recorded).
+    """
+    if train_fn is None:
+        from dptune.engine.dpsgd import train as train_fn
+    try:
+        recorder = TrialRecorder(trial, config, model_spec, dataset.n_train, delta, phase, extra_epsilon)
+    except DPTuneError as error:  # e.g. a batch larger than the data
+        trial.set_user_attr("fail_reason", str(error))
+        raise TrialFailed(str(error)) from error
+
+    def on_epoch_end(metrics: Any) -> None:
+        recorder.epoch(metrics)
+        if prune:
+            trial.report(float(metrics.val_accuracy), int(metrics.epoch))
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {metrics.epoch}: validation accuracy {metrics.val_accuracy:.4f} "
+                    "is below what the pruner keeps"
+                )
+
+    try:
+        result = train_fn(dataset, model_spec, config, delta=delta, on_epoch_end=on_epoch_end)
+    except optuna.TrialPruned as pruned:
+        recorder.pruned(str(pruned))
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure is recorded, the study goes on
+        reason = fail_reason_of(error)
+        recorder.failed(reason)
+        raise TrialFailed(reason) from error
+    recorder.finished(result)
+    return result
+
+
+def is_planned(trial: optuna.Trial) -> bool:
+    """Planned trials were enqueued with a `phase` (a retry copies it); a trial Optuna created
+    because the queue ran dry between a worker's look and its ask has none."""
+    return "phase" in trial.user_attrs
+
+
+def refuse_surplus(trial: optuna.Trial) -> None:
+    trial.set_user_attr("fail_reason", SURPLUS_REASON)
+    trial.set_user_attr("surplus", True)
+    raise TrialFailed(SURPLUS_REASON)
+
+
+def config_or_fail(trial: optuna.Trial, make: Callable[[], DPSGDConfig]) -> DPSGDConfig:
+    """The trial's config; a user-level error while choosing it (e.g. a target ε that no
+    sigma reaches at the suggested batch size and epochs) fails this trial, not the study."""
+    try:
+        return make()
+    except DPTuneError as error:
+        reason = f"no valid configuration: {error}"
+    except Exception as error:  # a bug must fail this trial with its reason, not kill the worker
+        reason = f"internal error while choosing the configuration: {type(error).__name__}: {error}"
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("device", _device())
+    raise TrialFailed(reason)
+
+
+def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn: TrainFn | None = None):
+    """The Optuna objective for a study created by dptune.study.search.create_study."""
+    if spec.mode == "recipe":
+        from dptune.study.recipe import make_recipe_objective
+
+        return make_recipe_objective(spec, dataset, delta=delta, train_fn=train_fn)
+
+    def objective(trial: optuna.Trial):
+        if not is_planned(trial):
+            refuse_surplus(trial)
+        trial.set_user_attr("sampler", spec.sampler)
+        clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
+        config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta, clip_epsilon))
+        result = run_trial(
+            trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE,
+            prune=spec.mode != "pareto", train_fn=train_fn,
+            extra_epsilon=total_with_clip(dataset.n_train, delta, clip_epsilon) if clip_epsilon > 0 else None,
+        )
+        if spec.mode == "pareto":
+            epsilon = trial.user_attrs.get("epsilon_total")  # with the clip selection, if any
+            return float(result.val_accuracy), float(epsilon if epsilon is not None else result.epsilon_rdp), \
+                float(result.train_seconds)
+        return float(result.val_accuracy)
+
+    return objective

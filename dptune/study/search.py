@@ -1,0 +1,374 @@
+"""Optuna studies for dptune's three search modes: creation, storage, the trial loop, `tune`.
+
+A study is a plain Optuna study (open it with `optuna-dashboard <storage URL>`); what
+dptune adds lives in its user attributes (docs/INTERFACES.md, "Optuna study format"):
+
+- the planned trials are enqueued as WAITING trials when the study is created (their
+  number drawn at random when asked, Papernot & Steinke 2022), so any number of workers,
+  on one machine or many, take trials from one queue and the study runs exactly that many;
+- the storage has a heartbeat: a worker killed mid-trial leaves its trial RUNNING only
+  until the grace period passes; the next worker then marks it FAIL and re-queues it
+  (Optuna's RetryHeartbeatStaleTrialCallback), and no finished trial is lost;
+- every trial records its config, per-epoch metrics, ε and timings (dptune.study.objective);
+- the search cost (per-trial ε, composition over all trials, repeat-and-select ε) is kept
+  current in the study attribute `search_cost` (dptune.study.results.search_cost).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dptune import privacy
+from dptune.data import resolve_dataset
+from dptune.data.dataset import Dataset
+from dptune.engine.runtime import release_models, share_gpus_between_processes
+from dptune.errors import ConfigError
+from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.search import SearchSpec
+from dptune.study.objective import SEARCH_PHASE, TrainFn, TrialFailed, make_objective
+
+DIRECTIONS = {
+    "budgeted": ["maximize"],
+    "recipe": ["maximize"],
+    "pareto": ["maximize", "minimize", "minimize"],
+}
+OBJECTIVE_NAMES = {
+    "budgeted": ["val_accuracy"],
+    "recipe": ["noise_multiplier"],
+    "pareto": ["val_accuracy", "epsilon", "train_seconds"],
+}
+MAX_RETRY = 2
+
+
+# ---------------------------------------------------------------------------- storage
+def open_storage(url: str, *, heartbeat_seconds: int | None = None) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for `url` (SQLite file, PostgreSQL, MySQL, ...).
+
+    With `heartbeat_seconds`, running trials send a heartbeat; one silent for 3 heartbeats
+    (a killed worker) is failed and re-queued (up to MAX_RETRY times) by the next worker.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        kwargs: dict[str, Any] = {}
+        if heartbeat_seconds:
+            kwargs = dict(
+                heartbeat_interval=int(heartbeat_seconds),
+                grace_period=3 * int(heartbeat_seconds),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+
+def make_sampler(spec: SearchSpec, *, worker_index: int = 0, n_trials: int | None = None, trials_started: int = 0):
+    """The spec's sampler; with `sampler_seed`, worker i uses seed + i (so workers differ),
+    offset by the trials the study had already started, so that a restarted worker does not
+    draw the same parameters again."""
+    seed = None if spec.sampler_seed is None else spec.sampler_seed + worker_index + 7919 * trials_started
+    n = n_trials or 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if spec.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if spec.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n // 2)))
+        if spec.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n // 3)))
+
+
+# ---------------------------------------------------------------------------- study
+def resolve_delta(spec: SearchSpec, dataset: Dataset) -> float:
+    return spec.delta if spec.delta is not None else privacy.default_delta(dataset.n_train)
+
+
+def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_index: int = 0) -> tuple[optuna.Study, Dataset]:
+    """Create the study (or resume it when one with the same name and spec exists).
+
+    The dataset is stored in the workspace by fingerprint (workers load it from there) and
+    the spec is stored with that fingerprint pinned. Returns (study, dataset).
+    """
+    if dataset is None:
+        dataset = resolve_dataset(spec.dataset, spec.workspace)
+    if dataset.preprocessing_epsilon != 0:
+        raise ConfigError(
+            f"dataset: {dataset.name!r} was prepared in a way whose privacy cost is not zero "
+            f"(ε = {dataset.preprocessing_epsilon:g}: {dataset.preprocessing_note}); prepare it again with this "
+            "version of dptune (upload it again), which fits nothing on the rows"
+        )
+    dataset.save(spec.workspace)
+    workspace = str(Path(spec.workspace).resolve())
+    pinned = spec.replace(
+        dataset=DatasetRef(
+            name=dataset.name, builtin=spec.dataset.builtin, fingerprint=dataset.fingerprint, n_train=dataset.n_train,
+            options=spec.dataset.options,
+        ),
+        workspace=workspace,
+        storage=spec.resolved_storage,
+        study_name=spec.resolved_study_name,
+    )
+    storage = open_storage(pinned.storage, heartbeat_seconds=pinned.heartbeat_seconds)
+    name = pinned.study_name
+    if name in optuna.get_all_study_names(storage):
+        study, stored, _ = load_study(name, storage, load_dataset=False, worker_index=worker_index)
+        if stored.to_dict() != pinned.to_dict():
+            raise ConfigError(
+                f"study_name: a study named {name!r} already exists in {pinned.storage} with a different search "
+                "spec; choose another study_name (or delete the old study)"
+            )
+        return study, dataset
+    k = pinned.n_trials.draw()
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        directions=DIRECTIONS[pinned.mode],
+        sampler=make_sampler(pinned, worker_index=worker_index, n_trials=k),
+        pruner=pinned.pruner.build(),
+    )
+    delta = resolve_delta(pinned, dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(OBJECTIVE_NAMES[pinned.mode])
+    attrs = {
+        "mode": pinned.mode,
+        "search_spec": pinned.to_dict(),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_train": dataset.n_train,
+                    "preprocessing": dataset.preprocessing_record()},
+        "workspace": workspace,
+        "target_epsilon": pinned.target_epsilon,
+        "delta": delta,
+        "delta_warning": privacy.delta_warning(delta, dataset.n_train),
+        "n_trials_planned": k,
+        "n_trials_distribution": pinned.n_trials.to_dict(),
+        "epsilon_includes_search_cost": pinned.epsilon_includes_search_cost,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    if pinned.mode != "recipe":
+        enqueue_planned(study, k, phase=SEARCH_PHASE)
+    return study, dataset
+
+
+def enqueue_planned(study: optuna.Study, count: int, *, phase: str, user_attrs: list[dict] | None = None) -> None:
+    """Queue `count` trials (WAITING) for workers to take; parameters are sampled when one starts."""
+    for i in range(count):
+        attrs = {"phase": phase}
+        if user_attrs is not None:
+            attrs.update(user_attrs[i])
+        study.enqueue_trial({}, user_attrs=attrs)
+
+
+def load_study(
+    name: str,
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    heartbeat_seconds: int | None = None,
+    load_dataset: bool = True,
+    worker_index: int = 0,
+) -> tuple[optuna.Study, SearchSpec, Dataset | None]:
+    """Open a dptune study with its own sampler and pruner (Optuna does not store those)."""
+    if isinstance(storage, str):
+        storage = open_storage(storage, heartbeat_seconds=heartbeat_seconds)
+    try:
+        summary = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise ConfigError(f"there is no study {name!r} in this storage; it has: {', '.join(names) or 'none'}") from None
+    if "search_spec" not in summary.user_attrs:
+        raise ConfigError(f"study {name!r} was not created by dptune (it has no search_spec attribute)")
+    spec = SearchSpec.from_dict(summary.user_attrs["search_spec"])
+    started = len(summary.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
+                                                             TrialState.PRUNED, TrialState.FAIL)))
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(spec, worker_index=worker_index, n_trials=summary.user_attrs.get("n_trials_planned"),
+                             trials_started=started),
+        pruner=spec.pruner.build(),
+    )
+    dataset = None
+    if load_dataset:
+        dataset = Dataset.load(summary.user_attrs["dataset"]["fingerprint"], summary.user_attrs["workspace"])
+    return study, spec, dataset
+
+
+# ---------------------------------------------------------------------------- trial loop
+def queue_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {state.name: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] += 1
+    return counts
+
+
+def fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_queued_trials(
+    study: optuna.Study,
+    spec: SearchSpec,
+    dataset: Dataset,
+    *,
+    max_trials: int | None = None,
+    wait_for_running: bool = True,
+    poll_seconds: float | None = None,
+    train_fn: TrainFn | None = None,
+    on_trial_end: Callable[[optuna.Study], None] | None = None,
+    deadline: float | None = None,
+) -> int:
+    """Take queued trials until none is left (or `max_trials` ran here, or the deadline).
+
+    While other workers' trials are running and nothing waits, keep polling: a worker that
+    dies leaves a stale trial that this loop fails and re-queues after the grace period.
+    Returns how many trials this call ran.
+    """
+    delta = float(study.user_attrs["delta"])
+    objective = make_objective(spec, dataset, delta=delta, train_fn=train_fn)
+    poll = poll_seconds if poll_seconds is not None else max(1.0, spec.heartbeat_seconds / 2)
+    ran = 0
+    while max_trials is None or ran < max_trials:
+        if deadline is not None and time.time() >= deadline:
+            break
+        fail_stale(study)
+        counts = queue_counts(study)
+        if counts["WAITING"]:
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            release_models()
+            ran += 1
+            if on_trial_end is not None:
+                on_trial_end(study)
+            continue
+        if counts["RUNNING"] and wait_for_running:
+            time.sleep(poll)
+            continue
+        break
+    return ran
+
+
+def spawn_worker(study_name: str, storage: str, *, n_trials: int | None = None, worker_index: int = 1,
+                 heartbeat_seconds: int | None = None, log_path: str | os.PathLike | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a worker (`python -m dptune.study.worker ...`) as a child process (the UI and `tune` use this)."""
+    command = [sys.executable, "-m", "dptune.study.worker", "--study", study_name, "--storage", storage,
+               "--worker-index", str(worker_index)]
+    if n_trials is not None:
+        command += ["--n-trials", str(n_trials)]
+    if heartbeat_seconds is not None:
+        command += ["--heartbeat", str(heartbeat_seconds)]
+    output = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env or os.environ.copy())
+
+
+# ---------------------------------------------------------------------------- tune
+@dataclass
+class TuneOutcome:
+    study: optuna.Study
+    spec: SearchSpec
+    dataset: Dataset
+    trials_run: int
+    seconds: float
+
+
+def tune(
+    spec: SearchSpec,
+    *,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    train_fn: TrainFn | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TuneOutcome:
+    """Run a whole search headless: create (or resume) the study, run its trials here and
+    in `spec.workers - 1` extra worker processes, keep `search_cost` current."""
+    from dptune.study.results import update_search_cost
+
+    started = time.time()
+    share_gpus_between_processes()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, dataset = create_study(spec, dataset=dataset)
+    spec = SearchSpec.from_dict(study.user_attrs["search_spec"])
+    deadline = None if spec.timeout_seconds is None else started + spec.timeout_seconds
+    bar = _progress_bar(study, progress)
+
+    def on_trial_end(current: optuna.Study) -> None:
+        update_search_cost(current)
+        if bar is not None:
+            bar.refresh_from(current)
+
+    if spec.mode == "recipe":
+        from dptune.study.recipe import run_recipe
+
+        ran = run_recipe(study, spec, dataset, train_fn=train_fn, on_trial_end=on_trial_end, deadline=deadline, log=log)
+    else:
+        helpers = [
+            spawn_worker(study.study_name, spec.storage, worker_index=i, heartbeat_seconds=spec.heartbeat_seconds)
+            for i in range(1, spec.workers)
+        ]
+        try:
+            ran = run_queued_trials(study, spec, dataset, train_fn=train_fn, on_trial_end=on_trial_end, deadline=deadline)
+        finally:
+            for helper in helpers:
+                if deadline is not None:
+                    helper.terminate()
+                helper.wait()
+    update_search_cost(study)
+    if bar is not None:
+        bar.refresh_from(study)
+        bar.close()
+    return TuneOutcome(study=study, spec=spec, dataset=dataset, trials_run=ran, seconds=time.time() - started)
+
+
+class _Bar:
+    """A tqdm bar over the planned trials, refreshed from the storage (counts every worker)."""
+
+    def __init__(self, total: int, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=description, unit="trial")
+
+    def refresh_from(self, study: optuna.Study) -> None:
+        from dptune.study.results import finished_trials
+
+        done = len(finished_trials(study))
+        self.bar.total = max(self.bar.total, int(study.user_attrs.get("n_trials_planned", 0)), done)
+        self.bar.n = done
+        best = _best_accuracy(study)
+        if best is not None:
+            self.bar.set_postfix_str(f"best val acc {best:.4f}")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _best_accuracy(study: optuna.Study) -> float | None:
+    values = [
+        t.user_attrs.get("val_accuracy") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("val_accuracy") is not None
+    ]
+    return max(values) if values else None
+
+
+def _progress_bar(study: optuna.Study, enabled: bool) -> _Bar | None:
+    if not enabled:
+        return None
+    mode = study.user_attrs["mode"]
+    return _Bar(int(study.user_attrs.get("n_trials_planned", 0)), f"{study.study_name} ({mode})")
