@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # synthetic_studies: studies in the documented format
 
 PAGES = ["home", "data", "model", "clip_norm", "search", "tradeoffs", "export"]
 BUDGET_SECONDS = 2.0
@@ -37,9 +38,9 @@ BUDGET_SECONDS = 2.0
 
 def build_workspace(root: Path, trials: int, epochs: int) -> str:
     import optuna
+    from synthetic_studies import make_study
 
     from dptune.data import builtin_dataset
-    from dptune.ui.synthetic import make_study
     from dptune.ui.workspace import Workspace
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -69,8 +70,9 @@ def render(at, page: str) -> float:
 
 
 def bench_apptest(root: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    from ui_testing import app_test
+
     from dptune.ui import core
-    from dptune.ui.testing import app_test
 
     imported = "tensorflow" in sys.modules
     at = app_test(root, timeout=300).run()

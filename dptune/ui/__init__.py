@@ -3,7 +3,7 @@
 This sub-package is the only place in `dptune` that imports streamlit. Plain Python (no
 streamlit, usable from tests and benchmarks): `workspace` (paths, saved page choices,
 uploads), `workers` (worker processes recorded in the workspace), `specs` (page choices ->
-SearchSpec), `adapters`, `synthetic` (studies in the documented format), `testing`.
+SearchSpec), `adapters`. Test helpers (AppTest, synthetic studies) live in tests/.
 Streamlit: `shell` (page frame, sidebar), `core` (cached workspace, data, storage, study
 snapshots, errors), `calculator`, `live`, `searching`, `datasets`, `models_view`,
 `clip_view`, `trial_view`, `exporting`.

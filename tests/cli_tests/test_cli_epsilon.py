@@ -13,7 +13,7 @@ import pytest
 from dptune import privacy
 from dptune.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # ../shared/REFERENCES.md: N=60000, B=250, sigma=1.3, 3 epochs, delta=1e-5 -> 720 steps,
 # RDP eps 0.5632 at order 18, PLD eps 0.3703; microbatched: RDP 3.4259, PLD 2.6075.

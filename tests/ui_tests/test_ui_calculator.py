@@ -3,12 +3,12 @@
 import json
 
 import pytest
+from ui_testing import messages, open_page
 
 from dptune import privacy
 from dptune.cli import main as cli_main
 from dptune.data import builtin_dataset
 from dptune.privacy.statement import format_epsilon
-from dptune.ui.testing import messages, open_page
 
 DIGITS_N = builtin_dataset("digits").n_train  # N of the default dataset
 

@@ -2,12 +2,12 @@
 
 import optuna
 import yaml
+from synthetic_studies import make_study
+from ui_testing import messages, open_page, storage_url
 
 from dptune import privacy
 from dptune.privacy.statement import format_epsilon
 from dptune.spec.run import RunConfig
-from dptune.ui.synthetic import make_study
-from dptune.ui.testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -4,10 +4,10 @@ import json
 
 import optuna
 import pytest
+from synthetic_studies import make_study
+from ui_testing import messages, open_page, storage_url
 
 from dptune.ui import searching
-from dptune.ui.synthetic import make_study
-from dptune.ui.testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,9 +1,8 @@
 """Trade-offs page (AppTest): the plots, their ε captions, choosing a trial."""
 
 import optuna
-
-from dptune.ui.synthetic import make_study
-from dptune.ui.testing import messages, open_page, storage_url
+from synthetic_studies import make_study
+from ui_testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

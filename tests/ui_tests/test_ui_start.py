@@ -4,9 +4,9 @@ import json
 
 import optuna
 import pytest
+from ui_testing import messages, open_page, storage_url
 
 from dptune.ui import searching
-from dptune.ui.testing import messages, open_page, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -7,10 +7,10 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from synthetic_studies import make_study
 
 from dptune.report import plots
 from dptune.ui.adapters import trials_frame
-from dptune.ui.synthetic import make_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

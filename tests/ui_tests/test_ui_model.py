@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from dptune.ui.testing import messages, open_page
+from ui_testing import messages, open_page
 
 
 def metric(at, label):

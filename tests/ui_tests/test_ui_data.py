@@ -6,9 +6,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from ui_testing import messages, open_page
 
 from dptune.data import builtin_dataset, load_dataset
-from dptune.ui.testing import messages, open_page
 
 DIGITS_N = f"{builtin_dataset('digits').n_train:,}"
 """N of the built-in digits as the page shows it (the split is by each row's hash, about 80 %)."""
