@@ -25,8 +25,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dptune.engine.dpsgd import DPSGDStep, default_jit_compile, device_name, make_optimizer  # noqa: E402
+from dptune.engine.dpsgd import JIT_COMPILE_DEFAULT, DPSGDStep, make_optimizer  # noqa: E402
 from dptune.engine.models import build_model  # noqa: E402
+from dptune.engine.runtime import device_name  # noqa: E402
 from dptune.engine.sampling import make_sampler  # noqa: E402
 from dptune.spec.config import DPSGDConfig, ModelSpec  # noqa: E402
 
@@ -117,7 +118,7 @@ def main() -> None:
     print(f"device: {device_name()}; seed CNN, batch {BATCH}, C={CLIP}, sigma={SIGMA}; "
           f"median of {args.steps} interleaved rounds")
 
-    xla = default_jit_compile()
+    xla = JIT_COMPILE_DEFAULT
     settings = {f"keras_{name}": step for name, step in keras_steps(x, y, xla).items()}
     settings.update({name: dp_step(x, y, m, xla) for name, m in DP_SETTINGS})
     medians = interleaved_medians(settings, args.steps)

@@ -89,10 +89,9 @@ class TrainResult:
         return out
 
 
-def default_jit_compile() -> bool:
-    """XLA is off by default: on this project's CPUs it made the DP step 3-500x slower
-    (benchmarks/bench_dpsgd.py measures both settings; pass jit_compile=True to try it)."""
-    return False
+JIT_COMPILE_DEFAULT = False
+"""XLA is off by default: on this project's CPUs it made the DP step 3-500x slower
+(benchmarks/bench_dpsgd.py measures both settings; pass jit_compile=True to try it)."""
 
 
 def make_optimizer(config: DPSGDConfig) -> keras.optimizers.Optimizer:
@@ -255,7 +254,7 @@ def train(
     rng, noise_key, init_seed = _randomness(config)
     if model is None:
         model = build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=init_seed)
-    jit_compile = default_jit_compile() if jit_compile is None else jit_compile
+    jit_compile = JIT_COMPILE_DEFAULT if jit_compile is None else jit_compile
     step_fn = DPSGDStep(
         model, make_optimizer(config), config, tf.constant(dataset.x_train), tf.constant(dataset.y_train),
         noise_key, jit_compile,

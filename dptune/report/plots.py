@@ -29,14 +29,6 @@ EPSILON_PER_TRIAL = (
     "(RDP accountant, at the study's δ). It does not include the cost of the search."
 )
 
-STATE_COLORS = {
-    "COMPLETE": "#2e7d32",
-    "RUNNING": "#1565c0",
-    "PRUNED": "#f9a825",
-    "FAIL": "#c62828",
-    "WAITING": "#9e9e9e",
-}
-
 #: Trials drawn as their own coloured line in the per-trial curve plots; the rest are
 #: drawn as one grey trace (keeps 500-trial studies fast to build and to render).
 MAX_HIGHLIGHTED_CURVES = 12

@@ -25,13 +25,6 @@ PAGES = (
 )
 
 
-def page_path(title: str) -> str:
-    for path, page_title, _ in PAGES:
-        if page_title == title:
-            return path
-    raise KeyError(title)
-
-
 def frame(title: str) -> None:
     """Page config, then the sidebar: links to every page, workspace, the ε calculator."""
     st.set_page_config(page_title=f"{title} · dptune", page_icon=":material/shield_lock:", layout="wide")

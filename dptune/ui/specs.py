@@ -25,7 +25,6 @@ MODES = {
     "recipe": "Recipe (TF Privacy's guide, automated): C from the gradient-norm profile, the largest "
     "σ that keeps accuracy with m = 1, then σ and m scaled together to meet the target ε.",
 }
-CLIP_QUANTILES = (0.5, 0.75, 0.9)
 MICROBATCH_CHOICES = (1, 4, 8, 16, 32, 64, PER_EXAMPLE)
 
 DEFAULT_STATE: dict[str, Any] = {
