@@ -4,6 +4,8 @@ import optuna
 from synthetic_studies import make_study
 from ui_testing import messages, open_page, storage_url
 
+from dptune.privacy.statement import format_epsilon
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -41,8 +43,21 @@ def test_choosing_a_trial_shows_it(workspace):
     at.selectbox(key="trade-trial-s").set_value(other).run()
     assert not at.exception
     assert any(f"Trial {other}" in m.value for m in at.markdown)
-    accuracy = study.trials[other].user_attrs["val_accuracy"]
-    assert any(m.label == "val accuracy" and m.value == f"{accuracy:.4g}" for m in at.main.metric)
+    attrs = study.trials[other].user_attrs
+    shown = {m.label: m.value for m in at.main.metric}
+    assert shown["val accuracy"] == f"{attrs['val_accuracy']:.4g}"
+    assert shown["ε (RDP, this run)"] == format_epsilon(attrs["epsilon_rdp"])  # rounded up, never down
+    assert float(shown["ε (RDP, this run)"]) >= attrs["epsilon_rdp"]
+
+
+def test_the_preselected_trial_is_the_best_within_the_target(workspace):
+    study = make_study(storage_url(workspace), "s", 12, target_epsilon=3.0)
+    total = lambda t: t.user_attrs.get("epsilon_total", t.user_attrs["epsilon_rdp"])  # noqa: E731
+    within = [t for t in study.trials if t.state.name == "COMPLETE" and total(t) <= 3.0]
+    best = max(within, key=lambda t: (t.user_attrs["val_accuracy"], -total(t)))
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception, messages(at)
+    assert at.selectbox(key="trade-trial-s").value == best.number
 
 
 def test_no_trial_within_the_target_is_a_warning(workspace):
