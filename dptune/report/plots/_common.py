@@ -1,0 +1,166 @@
+"""What every figure shares: ε captions, frame helpers, the best trial within a budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+
+EPSILON_PER_TRIAL = (
+    "ε is per trial: the privacy cost of training that one configuration once "
+    "(RDP accountant, at the study's δ). It does not include the cost of the search."
+)
+
+
+#: Trials drawn as their own coloured line in the per-trial curve plots; the rest are
+#: drawn as one grey trace (keeps 500-trial studies fast to build and to render).
+MAX_HIGHLIGHTED_CURVES = 12
+
+
+PARAMETER_LABELS = {
+    "l2_norm_clip": "C (clip norm)",
+    "noise_multiplier": "σ (noise multiplier)",
+    "num_microbatches": "m (microbatches)",
+    "learning_rate": "learning rate",
+    "batch_size": "B (batch size)",
+    "epochs": "epochs",
+}
+
+
+def epsilon_with_search_caption(search_epsilon: float | None, delta: float | None) -> str:
+    """Caption for a number that includes the search: the ε of releasing the chosen trial."""
+    if search_epsilon is None:
+        return "ε including the search is not available for this study."
+    delta_text = f", δ = {delta:.2g}" if delta else ""
+    return (
+        f"ε including the search: releasing the best trial of this study costs "
+        f"ε = {search_epsilon:.3g}{delta_text} (tuning cost accounted on top of one trial's ε)."
+    )
+
+
+def normalize_state(state: Any) -> str:
+    """'TrialState.COMPLETE', TrialState.COMPLETE or 'complete' -> 'COMPLETE'."""
+    name = getattr(state, "name", None) or str(state)
+    return name.split(".")[-1].upper()
+
+
+def _states(frame: pd.DataFrame) -> pd.Series:
+    if "state" not in frame:
+        return pd.Series(["COMPLETE"] * len(frame), index=frame.index)
+    return frame["state"].map(normalize_state)
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series([np.nan] * len(frame), index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def _log_vline(figure: go.Figure, x: float, text: str, *, colour: str, dash: str | None = None, width: float = 1.5,
+               row: int = 0) -> None:
+    """A vertical line at `x` on a log-scale x axis, labelled at the top.
+
+    (Plotly places the annotation of `add_vline` at x in axis units, i.e. log10(x) on a log
+    axis; the label is added separately at log10(x). `row` staggers labels that are close.)"""
+    figure.add_vline(x=float(x), line_dash=dash, line_color=colour, line_width=width)
+    figure.add_annotation(
+        x=math.log10(float(x)), y=1.0, xref="x", yref="paper", text=text, showarrow=False,
+        yanchor="bottom", yshift=2 + 16 * row, font={"color": colour, "size": 12},
+    )
+
+
+def message_figure(message: str, *, height: int = 260) -> go.Figure:
+    """An empty figure that says why there is nothing to plot yet."""
+    figure = go.Figure()
+    figure.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15}
+    )
+    figure.update_layout(
+        height=height,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return figure
+
+
+def finished_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """Complete trials with both an accuracy and an ε."""
+    if frame is None or len(frame) == 0:
+        return pd.DataFrame(columns=list(frame.columns) if frame is not None else [])
+    mask = (_states(frame) == "COMPLETE") & _numeric(frame, "val_accuracy").notna() & _numeric(frame, "epsilon").notna()
+    return frame[mask]
+
+
+def best_within_budget(frame: pd.DataFrame, target_epsilon: float | None) -> int | None:
+    """Number of the most accurate complete trial whose total ε (training plus the releases
+    before it, `epsilon_total`, as `dptune.study.results.best_trial_within` and `dptune export`
+    use) is <= target (any ε when target is None).
+
+    Ties go to the smaller ε, then the lower trial number. None when no trial qualifies.
+    """
+    done = finished_trials(frame)
+    total = _numeric(done, "epsilon_total").fillna(_numeric(done, "epsilon"))
+    if target_epsilon is not None:
+        done, total = done[total <= float(target_epsilon) * (1 + 1e-9)], total[total <= float(target_epsilon) * (1 + 1e-9)]
+    if len(done) == 0:
+        return None
+    ranked = done.assign(_acc=_numeric(done, "val_accuracy"), _eps=total).sort_values(
+        ["_acc", "_eps", "number"], ascending=[False, True, True]
+    )
+    return int(ranked["number"].iloc[0])
+
+
+def _hover_text(row: Mapping[str, Any]) -> str:
+    parts = [f"trial {int(row['number'])}"]
+    for column, label, fmt in (
+        ("val_accuracy", "val acc", "{:.4f}"),
+        ("epsilon", "ε", "{:.3g}"),
+        ("l2_norm_clip", "C", "{:.3g}"),
+        ("noise_multiplier", "σ", "{:.3g}"),
+        ("num_microbatches", "m", "{:.0f}"),
+        ("learning_rate", "lr", "{:.3g}"),
+        ("batch_size", "B", "{:.0f}"),
+        ("epochs", "epochs", "{:.3g}"),
+        ("examples_per_second", "examples/s", "{:,.0f}"),
+    ):
+        value = row.get(column)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            try:
+                parts.append(f"{label} = {fmt.format(float(value))}")
+            except (TypeError, ValueError):
+                continue
+    return "<br>".join(parts)
+
+
+def _history_records(history: Any) -> list[dict[str, Any]]:
+    if history is None or (isinstance(history, float) and math.isnan(history)):
+        return []
+    return [dict(item) for item in history if isinstance(item, Mapping)]
+
+
+def highlighted_trials(frame: pd.DataFrame, highlight: Iterable[int] | None = None) -> list[int]:
+    """Trials drawn individually: those asked for, else running ones and the most accurate."""
+    if highlight is not None:
+        return [int(n) for n in highlight][:MAX_HIGHLIGHTED_CURVES]
+    states = _states(frame)
+    running = frame.loc[states == "RUNNING", "number"].astype(int).tolist()
+    done = finished_trials(frame)
+    best = done.sort_values("val_accuracy", ascending=False)["number"].astype(int).tolist() if len(done) else []
+    chosen: list[int] = []
+    for number in running + best + frame["number"].astype(int).tolist():
+        if number not in chosen:
+            chosen.append(number)
+        if len(chosen) >= MAX_HIGHLIGHTED_CURVES:
+            break
+    return chosen
+
+
+def plots_colorway() -> list[str]:
+
+    return list(plotly.colors.qualitative.Plotly)

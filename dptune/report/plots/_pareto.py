@@ -1,0 +1,125 @@
+"""The Pareto front of ε against validation accuracy, coloured by training speed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dptune.report.plots._common import _hover_text, _numeric, finished_trials, message_figure
+
+
+def pareto_mask(epsilon: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
+    """True where no other point has ε <= and accuracy >= with one strictly better.
+
+    Lower ε and higher accuracy are better. O(n log n): sort by ε (ties: best accuracy
+    first) and keep the points that raise the best accuracy seen so far.
+    """
+    eps = np.asarray(epsilon, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    mask = np.zeros(len(eps), dtype=bool)
+    order = np.lexsort((-acc, eps))
+    best = -math.inf
+    for index in order:
+        if not (math.isfinite(eps[index]) and math.isfinite(acc[index])):
+            continue
+        if acc[index] > best:
+            mask[index] = True
+            best = acc[index]
+    return mask
+
+
+def pareto_front_figure(
+    frame: pd.DataFrame,
+    *,
+    target_epsilon: float | None = None,
+    selected: int | None = None,
+    height: int = 430,
+) -> go.Figure:
+    """ε (x, lower is better) against validation accuracy (y), coloured by training speed.
+
+    Each marker is one complete trial (customdata = trial number, so a click selects it);
+    the Pareto-optimal trials are joined by a step line; a dashed line marks the target ε
+    and a ring marks the `selected` trial.
+    """
+    done = finished_trials(frame)
+    if len(done) == 0:
+        return message_figure("No finished trial yet: the Pareto front appears when the first trial completes.")
+    eps = _numeric(done, "epsilon").to_numpy()
+    acc = _numeric(done, "val_accuracy").to_numpy()
+    speed = _numeric(done, "examples_per_second").to_numpy()
+    numbers = done["number"].astype(int).to_numpy()
+    hover = [_hover_text(row) for row in done.to_dict("records")]
+    has_speed = bool(np.isfinite(speed).any())
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=eps,
+            y=acc,
+            mode="markers",
+            name="trials",
+            customdata=numbers,
+            hovertext=hover,
+            hoverinfo="text",
+            marker={
+                "size": 10,
+                "color": np.nan_to_num(speed, nan=0.0) if has_speed else "#1565c0",
+                "colorscale": "Viridis",
+                "showscale": has_speed,
+                "colorbar": {"title": {"text": "examples/s"}} if has_speed else None,
+                "line": {"width": 0.5, "color": "#333"},
+            },
+        )
+    )
+    front = pareto_mask(eps, acc)
+    if front.any():
+        order = np.argsort(eps[front])
+        figure.add_trace(
+            go.Scatter(
+                x=eps[front][order],
+                y=acc[front][order],
+                mode="lines",
+                line={"shape": "hv", "color": "#c62828", "width": 2},
+                name="Pareto front",
+                hoverinfo="skip",
+            )
+        )
+    if selected is not None and selected in set(numbers.tolist()):
+        index = int(np.flatnonzero(numbers == selected)[0])
+        figure.add_trace(
+            go.Scatter(
+                x=[eps[index]],
+                y=[acc[index]],
+                mode="markers",
+                name=f"trial {selected}",
+                marker={"size": 20, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d81b60"}},
+                hoverinfo="skip",
+            )
+        )
+    if target_epsilon is not None:
+        figure.add_vline(
+            x=float(target_epsilon),
+            line_dash="dash",
+            line_color="#555",
+            annotation_text=f"target ε = {target_epsilon:g}",
+            annotation_position="top",
+        )
+    finite = eps[np.isfinite(eps)]
+    if finite.size and (finite.max() - finite.min()) <= 0.02 * max(abs(finite.max()), 1e-12):
+        # budgeted mode: every trial spends (almost) the target ε; widen the axis around it
+        centre = float(np.median(finite))
+        span = max(0.1 * abs(centre), 1e-3)
+        figure.update_xaxes(range=[centre - span, centre + span])
+    figure.update_layout(
+        height=height,
+        xaxis_title="ε per trial (lower is more private)",
+        xaxis_tickformat=".3~g",
+        yaxis_title="validation accuracy",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        clickmode="event+select",
+    )
+    return figure
