@@ -162,5 +162,5 @@ def highlighted_trials(frame: pd.DataFrame, highlight: Iterable[int] | None = No
 
 
 def plots_colorway() -> list[str]:
-
+    """Plotly's default qualitative colours, in order (trial i gets colour i mod len)."""
     return list(plotly.colors.qualitative.Plotly)
