@@ -8,6 +8,7 @@ imports TensorFlow, Optuna or the accountant.
 
 from dptune.data.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
 from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset
+from dptune.data.encoding import HASH_BUCKETS
 from dptune.data.load import (
     UploadSummary,
     check_enough_examples,
@@ -18,7 +19,7 @@ from dptune.data.load import (
 )
 from dptune.data.prepare import DataReport, PreparedData
 from dptune.data.sources import DEFAULT_LIMITS, Limits
-from dptune.data.tabular import HASH_BUCKETS, PublicSchema
+from dptune.data.tabular import PublicSchema
 
 __all__ = [
     "BUILTIN_DATASETS", "DEFAULT_BUILTIN", "DEFAULT_LIMITS", "DEFAULT_WORKSPACE", "HASH_BUCKETS", "DataReport",

@@ -40,6 +40,7 @@ import pandas as pd
 from dptune.data.arrays import image_scale, read_npz
 from dptune.data.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
 from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset
+from dptune.data.encoding import HASH_BUCKETS
 from dptune.data.images import IMAGE_EXTENSIONS, check_channels, read_image_zip
 from dptune.data.labels import MAX_CLASSES, array_row_digests, table_row_digests
 from dptune.data.prepare import DataReport, PreparedData, SplitOptions, prepare_arrays, prepare_table
@@ -57,7 +58,7 @@ from dptune.data.sources import (
     open_zip,
     read_source,
 )
-from dptune.data.tabular import HASH_BUCKETS, LABEL_GUESSES, MAX_CATEGORIES, PublicSchema, read_table, resolve_column
+from dptune.data.tabular import LABEL_GUESSES, MAX_CATEGORIES, PublicSchema, read_table, resolve_column
 from dptune.errors import DataError
 from dptune.spec.dataset_ref import DatasetRef
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dptune.data.dataset import Dataset
+from dptune.data.encoding import HASH_BUCKETS, TableEncoder, missing_counts, missing_rows
 from dptune.data.labels import (
     MAX_CLASSES,
     array_row_digests,
@@ -29,15 +30,7 @@ from dptune.data.labels import (
     is_missing,
 )
 from dptune.data.sources import DEFAULT_LIMITS, Limits, human_bytes
-from dptune.data.tabular import (
-    HASH_BUCKETS,
-    MAX_CATEGORIES,
-    PublicSchema,
-    TableEncoder,
-    column_kinds,
-    missing_counts,
-    missing_rows,
-)
+from dptune.data.tabular import MAX_CATEGORIES, PublicSchema, column_kinds
 from dptune.errors import DataError
 
 MISSING_POLICIES = ("impute", "drop")

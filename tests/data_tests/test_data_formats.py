@@ -17,7 +17,7 @@ from data_files import (
 )
 
 from dptune.data import HASH_BUCKETS, builtin_dataset, load_dataset
-from dptune.data.tabular import signed_log
+from dptune.data.encoding import signed_log
 
 
 def _same(a, b):

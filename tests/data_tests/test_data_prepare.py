@@ -21,8 +21,8 @@ from dptune.data import (
     store,
 )
 from dptune.data.dataset import LEGACY_PREPROCESSING_NOTE
+from dptune.data.encoding import hash_bucket, signed_log
 from dptune.data.labels import in_validation, table_row_digests
-from dptune.data.tabular import hash_bucket, signed_log
 from dptune.errors import DataError
 
 
