@@ -34,7 +34,7 @@ with core.guard("Model"):
                       format_func=SOURCES.get, horizontal=True, key="model-source")
     spec = suggested
     if source == "suggested":
-        st.info(f"**{suggested.kind}** {list(suggested.hidden_units) if suggested.kind == 'mlp' else ''} — "
+        st.info(f"**{suggested.kind}** {list(suggested.hidden_units) or ''} — "
                 f"{suggestion_reason(dataset)}", icon=":material/lightbulb:")
         if section.get("source") != "suggested":
             core.update_state("model", source="suggested", spec=None)
@@ -45,13 +45,17 @@ with core.guard("Model"):
                             index=kinds.index(saved["kind"]) if saved.get("kind") in kinds else kinds.index(
                                 suggested.kind if suggested.kind in kinds else "mlp"))
         left, right = st.columns(2)
-        units = tuple(saved.get("hidden_units") or (64,))
-        hidden = left.text_input("Hidden layer sizes", ", ".join(str(u) for u in units), key="model-hidden",
-                                 disabled=kind != "mlp", help="Comma-separated, e.g. 128, 64")
+        if kind == "mlp":
+            units = tuple(saved.get("hidden_units") or (64,))
+            hidden = left.text_input("Hidden layer sizes", ", ".join(str(u) for u in units), key="model-hidden",
+                                     help="Comma-separated, e.g. 128, 64")
+            hidden_units = models_view.parse_hidden_units(hidden)
+        else:  # a fixed architecture: show it instead of a size that would not be used
+            left.caption(f"Fixed layers: {models_view.ARCHITECTURES[kind]}")
+            hidden_units = ()
         activation = right.selectbox("Activation", ACTIVATIONS, key="model-activation",
                                      index=ACTIVATIONS.index(saved.get("activation", "relu")),
                                      disabled=kind == "tanh_cnn")
-        hidden_units = models_view.parse_hidden_units(hidden) if kind == "mlp" else (128,)
         spec = ModelSpec(kind=kind, hidden_units=hidden_units, activation=activation)
         if section.get("source") != "custom" or saved != spec.to_dict():
             core.update_state("model", source="custom", spec=spec.to_dict())

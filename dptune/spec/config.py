@@ -37,19 +37,23 @@ class ModelSpec:
     """Which network to build; input shape and class count come from the dataset.
 
     kind: "logreg" (multinomial logistic regression), "mlp" (dense layers of
-    `hidden_units` with `activation`), "seed_cnn" (TF Privacy's MNIST tutorial CNN),
+    `hidden_units` with `activation`; the only kind with hidden_units, default (128,)), "seed_cnn" (TF Privacy's MNIST tutorial CNN),
     "tanh_cnn" (the tanh CNN of Papernot et al. 2021, the usual strong DP baseline on
     28x28 images) or "keras_file" (a user's architecture saved as `.keras` at `path`).
     """
 
     kind: str = "seed_cnn"
-    hidden_units: tuple[int, ...] = (128,)
+    hidden_units: tuple[int, ...] = ()
     activation: str = "relu"
     path: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
-        units = tuple(self.hidden_units)
+        # only the MLP has configurable hidden layers: other kinds have a fixed architecture (or
+        # the user's file), so their hidden_units are empty, whatever an older YAML wrote there
+        units = tuple(self.hidden_units) if self.kind == "mlp" else ()
+        if self.kind == "mlp" and not units:
+            units = (128,)
         object.__setattr__(self, "hidden_units", units)
         _require(
             all(_is_int(u) and u > 0 for u in units),

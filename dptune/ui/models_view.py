@@ -8,6 +8,14 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+ARCHITECTURES = {
+    "logreg": "no hidden layer: Dense(classes) on the flattened input",
+    "seed_cnn": "Conv2D(16, 8×8, stride 2) → MaxPool(2) → Conv2D(32, 4×4, stride 2) → MaxPool(2) → "
+                "Dense(32) → Dense(classes) (TF Privacy's MNIST tutorial)",
+    "tanh_cnn": "the seed CNN with tanh activations (Papernot et al. 2021)",
+}
+"""The fixed layers of the architectures without configurable hidden sizes (dptune.engine.models)."""
+
 
 @dataclass(frozen=True)
 class ModelSummary:

@@ -31,6 +31,17 @@ def test_choosing_an_architecture_changes_the_model_spec(workspace):
     assert metric(at, "trainable parameters") == "650"
 
 
+def test_a_cnn_shows_its_real_layers_and_no_unused_hidden_size(workspace):
+    """The seed CNN's page showed a disabled 64, hidden_units [128] in the spec and Dense(32) in the model."""
+    at = open_page(workspace, "model")
+    at.radio(key="model-source").set_value("custom").run()
+    at.selectbox(key="model-kind").set_value("seed_cnn").run()
+    assert not at.text_input  # no hidden-size input for a fixed architecture
+    assert any("Dense(32)" in c.value for c in at.caption)
+    spec = json.loads((workspace / "ui_state.json").read_text())["model"]["spec"]
+    assert spec["kind"] == "seed_cnn" and spec["hidden_units"] == []
+
+
 @pytest.mark.parametrize("text", ["32, x", "0", ""])
 def test_bad_hidden_layer_sizes_are_explained(workspace, text):
     at = open_page(workspace, "model")
