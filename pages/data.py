@@ -34,37 +34,21 @@ if choice == SOURCES[0]:
         core.update_state("clip", l2_norm_clip=None, selection=None)
 else:
     st.markdown(
-        "CSV/TSV or Parquet with a header row and a label column; NPZ with `x` and `y` (or `x_train`, `y_train`, "
-        "`x_test`, `y_test`); or a ZIP of PNG/JPEG images in one folder per class. The file is checked in memory "
-        "and stored in the workspace only once it is usable."
+        "A text table (CSV, TSV, UCI `.data`: the separator and the header row are detected) or Parquet, with a "
+        "label column; NPZ with `x` and `y` (or `x_train`, `y_train`, `x_test`, `y_test`); or a ZIP of PNG/JPEG "
+        "images in one folder per class. The file is checked in memory and stored in the workspace only once it is "
+        "usable."
     )
-    uploaded = st.file_uploader("Data file", type=datasets.UPLOAD_TYPES, key="data-file")
+    uploaded = st.file_uploader("Data file", key="data-file")  # any type: dptune says what to do with the wrong one
     if uploaded is not None:
         content = uploaded.getvalue()
         digest = datasets.digest_of(content)
+        datasets.forget_choices_of_other_files(digest)
         with core.guard(f"Cannot use {uploaded.name}"):
-            info = datasets.inspect_upload(digest, uploaded.name, content)
-            options: dict = {}
+            info, reading = datasets.read_choice(digest, uploaded.name, content)
+            options: dict | None = {}
             if info.format in ("csv", "parquet"):
-                columns = list(info.columns)
-                guess = next((c for c in columns if c.strip().lower() in ("label", "target", "class", "y")), None)
-                left, mid, right = st.columns(3)
-                label = left.selectbox("Label column", columns, index=columns.index(guess) if guess else len(columns) - 1,
-                                       key="data-label")
-                sensitive = mid.selectbox(
-                    "Sensitive attribute (optional)", ["(none)"] + [c for c in columns if c != label],
-                    key="data-sensitive",
-                    help="Kept aside with the data (not a feature); its groups are counted per class below.",
-                )
-                drop = right.multiselect("Columns to ignore", [c for c in columns if c not in (label, sensitive)],
-                                         key="data-drop", help="Identifiers, free text, leaks of the label.")
-                options = {"label_column": label, "drop_columns": drop}
-                if sensitive != "(none)":
-                    options["sensitive_column"] = sensitive
-                options["missing"] = st.radio("Missing feature values", ["impute", "drop"], horizontal=True,
-                                              key="data-missing",
-                                              help="impute: encoded as 0 (nothing is fitted on the rows); "
-                                                   "drop: drop the rows")
+                options = datasets.table_choices(digest, info, reading)
             elif info.format == "npz":
                 arrays = [k for k in info.columns if not k.startswith(("x", "y"))]
                 if arrays:
@@ -84,18 +68,20 @@ else:
                 )
                 if CHANNEL_CHOICES[channels] is not None:
                     options["channels"] = CHANNEL_CHOICES[channels]
-            options["validation_fraction"] = st.slider(
-                "Validation fraction", 0.05, 0.5, 0.2, 0.05, key="data-val",
-                help="Each row goes to validation by a hash of its own content, with this probability: its side "
-                     "never depends on the other rows.",
-            )
-            prepared = datasets.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
-            saved = section.get("upload") or {}
-            if saved.get("sha256") != digest or section.get("options") != options or section.get("source") != "upload":
-                datasets.commit_upload(uploaded.name, content, options, prepared)
-                state = core.load_state()
-            st.success(f"Using {uploaded.name}: {prepared.dataset.n_train:,} training examples.",
-                       icon=":material/check_circle:")
+            if options is not None:
+                options["validation_fraction"] = st.slider(
+                    "Validation fraction", 0.05, 0.5, 0.2, 0.05, key="data-val",
+                    help="Each row goes to validation by a hash of its own content, with this probability: its side "
+                         "never depends on the other rows.",
+                )
+                prepared = datasets.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
+                saved = section.get("upload") or {}
+                if (saved.get("sha256") != digest or section.get("options") != options
+                        or section.get("source") != "upload"):
+                    datasets.commit_upload(uploaded.name, content, options, prepared)
+                    state = core.load_state()
+                st.success(f"Using {uploaded.name}: {prepared.dataset.n_train:,} training examples.",
+                           icon=":material/check_circle:")
             if info.preview is not None:
                 with st.expander("File preview (first rows as read)"):
                     st.dataframe(info.preview, height=240)

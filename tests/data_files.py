@@ -86,3 +86,32 @@ def zip_of(path: Path, members: dict[str, bytes]) -> Path:
 
 def tiny_png(value: int = 128, size: int = 8) -> bytes:
     return png_bytes(np.full((size, size), value, dtype=np.uint8))
+
+
+MESSY_ROWS = 300
+
+
+def messy_csv(rows: int = MESSY_ROWS) -> bytes:
+    """A loan table as real uploads come: semicolon-separated with decimal commas, a numeric `id` unique per
+    row, two columns both named `score`, a free-text `name` (one per row: refused as a feature), a sensitive
+    `sex`, and `decision_code` recorded after the outcome (it predicts the label `approved` for 299 of 300
+    rows: one code was mistyped). Columns: id;age;income;score;score;sex;name;decision_code;approved."""
+    rng = np.random.default_rng(7)
+    age = rng.integers(18, 80, size=rows)
+    income = np.round(rng.lognormal(10, 0.5, size=rows), 2)
+    approved = np.where(income / 30_000 + rng.normal(0, 0.6, size=rows) > 1, "yes", "no")
+    code = np.where(approved == "yes", "A", "R")
+    code[17] = "A" if code[17] == "R" else "R"
+    lines = ["id;age;income;score;score;sex;name;decision_code;approved"]
+    for i in range(rows):
+        lines.append(";".join([
+            str(1000 + i), str(age[i]), f"{income[i]:.2f}".replace(".", ","), f"{rng.normal():.3f}".replace(".", ","),
+            str(int(rng.integers(300, 850))), "f" if rng.random() < 0.5 else "m", f"Applicant {i:04d}", code[i],
+            approved[i],
+        ]))  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+def aligned_table(frame: pd.DataFrame, *, header: bool = False) -> bytes:
+    """`frame` as UCI `.data`-style text: columns separated by runs of spaces (aligned), by default no header."""
+    return (frame.to_string(index=False, header=header) + "\n").encode()

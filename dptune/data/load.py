@@ -6,9 +6,11 @@ Public API:
     prepare_builtin(name, ...) -> PreparedData  the same with its report
     store(dataset, workspace) -> Path           save once as <workspace>/<fingerprint>.npz
     check_enough_examples(dataset, batch_size)  DataError if N < one batch
-    describe_upload(source) -> UploadSummary    columns / arrays / class folders, to pick the label
 
-Formats: CSV/TSV (delimiter and encoding detected, header row required), Parquet, NPZ
+(`describe_upload`, what an upload holds before it is prepared, is in `dptune.data.upload`.)
+
+Formats: CSV/TSV and other text tables such as UCI `.data` files (encoding, separator and
+header row detected, see `dptune.data.text`), Parquet, NPZ
 (`x`/`y` or `x_train`/`y_train`/`x_test`/`y_test`, read with allow_pickle=False) and a ZIP
 of PNG/JPEG images in one folder per class. The type is decided from the content and
 must agree with the extension. A source is a path or a `(file name, bytes)` upload; it is
@@ -23,15 +25,16 @@ The resulting Dataset records preprocessing_epsilon = 0 and a note naming the pa
 schema that were read from the data (treated as public).
 
 Every problem a user can cause raises `dptune.errors.DataError` saying what is wrong and
-how to fix it.
+how to fix it; every unusable column of a table is listed in one error
+(`dptune.data.diagnose.TableProblems`). Identifier-like and label-leaking columns are not
+refused: the report's notes name them for the data owner.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,8 +43,9 @@ import pandas as pd
 from dptune.data.arrays import image_scale, read_npz
 from dptune.data.builtins import BUILTIN_DATASETS, DEFAULT_BUILTIN, builtin_dataset, prepare_builtin
 from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset
+from dptune.data.diagnose import TableProblems, column_warnings
 from dptune.data.encoding import HASH_BUCKETS
-from dptune.data.images import IMAGE_EXTENSIONS, check_channels, read_image_zip
+from dptune.data.images import check_channels, read_image_zip
 from dptune.data.labels import MAX_CLASSES, array_row_digests, table_row_digests
 from dptune.data.prepare import DataReport, PreparedData, SplitOptions, prepare_arrays, prepare_table
 from dptune.data.sources import (
@@ -55,10 +59,9 @@ from dptune.data.sources import (
     RawFile,
     Source,
     detect_format,
-    open_zip,
     read_source,
 )
-from dptune.data.tabular import LABEL_GUESSES, MAX_CATEGORIES, PublicSchema, read_table, resolve_column
+from dptune.data.tabular import MAX_CATEGORIES, PublicSchema, column_problems, read_table, resolve_column
 from dptune.errors import DataError
 from dptune.spec.dataset_ref import DatasetRef
 
@@ -80,10 +83,8 @@ __all__ = [
     "Limits",
     "PreparedData",
     "PublicSchema",
-    "UploadSummary",
     "builtin_dataset",
     "check_enough_examples",
-    "describe_upload",
     "load_dataset",
     "prepare_builtin",
     "store",
@@ -97,6 +98,9 @@ def load_dataset(
     sensitive_column: str | None = None,
     sensitive_as_feature: bool = False,
     drop_columns: tuple[str, ...] | list[str] = (),
+    header: bool | None = None,
+    column_names: list[str] | None = None,
+    fix_column_names: bool = False,
     test_source: Source | None = None,
     validation_fraction: float = 0.2,
     seed: int = 0,
@@ -119,6 +123,12 @@ def load_dataset(
         excluded from the features unless `sensitive_as_feature`; NPZ: the name of an array
         (`<name>` or `<name>_train`/`<name>_test`). Missing values become "(missing)".
     drop_columns (tables): columns not to use as features (identifiers, free text).
+    header (text tables): True, the first row names the columns; False, the file has no
+        header row (columns named `column_names`, else col_1 … col_k); None, detected (the
+        first row is data when it holds numbers where the rows below do). The report says which.
+    column_names (text tables with header=False): a name for every column.
+    fix_column_names (tables): rename a column without a name (col_<position>) or with a
+        repeated name (name.1, name.2, …) instead of refusing the file.
     test_source: a second file of the same format and columns used as the validation
         split instead of a split of the rows (the same goes for an NPZ holding x_test/y_test).
     validation_fraction, seed: the split. The unit of privacy is one row of the file: each
@@ -167,7 +177,8 @@ def load_dataset(
         return _load_table(
             raw, test_raw, fmt, options,
             name=dataset_name, label_column=label_column, sensitive_column=sensitive_column,
-            sensitive_as_feature=sensitive_as_feature, drop_columns=tuple(drop_columns), **encoding,
+            sensitive_as_feature=sensitive_as_feature, drop_columns=tuple(drop_columns),
+            reading=dict(header=header, column_names=column_names, fix_column_names=fix_column_names), **encoding,
         )  # fmt: skip
     if fmt == "npz":
         return _load_npz(raw, test_raw, options, name=dataset_name, sensitive_column=sensitive_column, **encoding)
@@ -195,12 +206,14 @@ def _load_table(
     sensitive_column: str | None,
     sensitive_as_feature: bool,
     drop_columns: tuple[str, ...],
+    reading: dict[str, Any],
     missing: str,
     schema: PublicSchema | None,
     hash_buckets: int,
     max_categories: int,
 ) -> PreparedData:
-    frame, notes = read_table(raw, fmt, options.limits)
+    table = read_table(raw, fmt, options.limits, **reading)
+    frame, notes = table.frame, list(table.notes)
     label = resolve_column(frame, label_column, role="label column", file_name=raw.name)
     if label_column is None:
         notes.append(f"used the column {label!r} as the label")
@@ -213,7 +226,11 @@ def _load_table(
         resolve_column(frame, column, role="column to drop", file_name=raw.name)
     n_first = len(frame)
     if test_raw is not None:
-        test_frame, _ = read_table(test_raw, fmt, options.limits)
+        same_header = {**reading, "header": None if table.text is None else table.text.header}  # as the training file
+        test_table = read_table(test_raw, fmt, options.limits, **same_header)
+        if test_table.problems:
+            raise TableProblems(test_raw.name, test_table.problems)
+        test_frame = test_table.frame
         missing_columns = [c for c in frame.columns if c not in test_frame.columns and c not in drop_columns]
         if missing_columns:
             raise DataError(
@@ -225,6 +242,10 @@ def _load_table(
     if sensitive is not None and not sensitive_as_feature:
         excluded.add(sensitive)
     features = frame[[c for c in frame.columns if c not in excluded]]
+    if table.problems:
+        problems = column_problems(features, max_categories=max_categories, file_name=raw.name, schema=schema)
+        raise TableProblems(raw.name, [*table.problems, *problems])
+    notes += [f"warning: {w.text()}" for w in column_warnings(frame, label, ignore=excluded)]
     return prepare_table(
         features,
         frame[label].to_numpy(),
@@ -321,52 +342,6 @@ def _load_image_zip(
         n_first=n_first, has_test=test_raw is not None, options=options, notes=notes,
         encoding=encoding, read_from_data=["the channel count"] if channels is None else [], classes=classes,
     )  # fmt: skip
-
-
-@dataclass(frozen=True, eq=False)
-class UploadSummary:
-    """What an uploaded file holds, before any preparation (for choosing the label in a UI).
-
-    format: "csv", "parquet", "npz" or "image_zip". columns / suggested_label / preview
-    (first rows, a DataFrame): tables only. arrays: NPZ array name -> shape. classes:
-    image ZIP class folder -> number of files.
-    """
-
-    name: str
-    format: str
-    n_rows: int | None = None
-    columns: tuple[str, ...] = ()
-    suggested_label: str | None = None
-    preview: object = None
-    arrays: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    classes: dict[str, int] = field(default_factory=dict)
-
-
-def describe_upload(source: Source, *, limits: Limits = DEFAULT_LIMITS, preview_rows: int = 5) -> UploadSummary:
-    """Read an upload just enough to show it: DataError if it is unreadable or not a data format.
-
-    Nothing is fitted or stored; `load_dataset` does the full validation.
-    """
-    raw = read_source(source, limits)
-    fmt = detect_format(raw)
-    if fmt in ("csv", "parquet"):
-        frame, _ = read_table(raw, fmt, limits)
-        guesses = [c for c in frame.columns if c.lower() in LABEL_GUESSES]
-        return UploadSummary(
-            name=raw.name, format=fmt, n_rows=len(frame), columns=tuple(frame.columns),
-            suggested_label=guesses[0] if len(guesses) == 1 else None, preview=frame.head(preview_rows),
-        )  # fmt: skip
-    with open_zip(raw, limits) as archive:
-        names = [info.filename for info in archive.infolist() if not info.is_dir()]
-    if fmt == "npz":
-        train, test, _ = read_npz(raw, limits=limits)
-        arrays = {"x": train.x.shape, "y": train.y.shape} if test is None else {
-            "x_train": train.x.shape, "y_train": train.y.shape, "x_test": test.x.shape, "y_test": test.y.shape}
-        return UploadSummary(name=raw.name, format=fmt, n_rows=len(train.x), arrays=arrays)
-    images = [PurePosixPath(n) for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
-    folders = [path.parent.name for path in images if not str(path).startswith("__MACOSX/")]
-    counts = {folder: folders.count(folder) for folder in sorted(set(folders)) if folder}
-    return UploadSummary(name=raw.name, format=fmt, n_rows=len(folders), classes=counts)
 
 
 def store(dataset: Dataset, workspace: str | os.PathLike = DEFAULT_WORKSPACE) -> Path:

@@ -126,6 +126,10 @@ FORMAT_NAMES = {
     "keras": "a Keras .keras model",
     "npy": "a single NumPy .npy array",
     "xlsx": "an Excel workbook",
+    "xls": "an Excel 97-2003 workbook",
+    "ods": "an OpenDocument spreadsheet",
+    "json": "a JSON document",
+    "pickle": "a Python pickle",
     "hdf5": "an HDF5 file",
     "image": "a single image",
     "gzip": "a gzip-compressed file",
@@ -138,12 +142,21 @@ EXTENSION_FORMATS = {
     ".tsv": "csv",
     ".tab": "csv",
     ".txt": "csv",
+    ".data": "csv",
+    ".dat": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
     ".npz": "npz",
     ".zip": "image_zip",
 }
 """Data formats dptune reads, by file extension (content decides for other extensions)."""
+
+UNSUPPORTED_EXTENSIONS = {
+    ".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls", ".ods": "ods",
+    ".json": "json", ".jsonl": "json", ".ndjson": "json",
+    ".pkl": "pickle", ".pickle": "pickle", ".joblib": "pickle",
+}  # fmt: skip
+"""Extensions of formats dptune does not read, refused by name with what to do instead."""
 
 
 def sniff_format(raw: RawFile) -> str:
@@ -163,6 +176,10 @@ def sniff_format(raw: RawFile) -> str:
         return "gzip"
     if head.startswith(b"%PDF"):
         return "pdf"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "xls"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
     if looks_like_text(raw.content):
         return "csv"
     return "binary"
@@ -200,6 +217,12 @@ def detect_format(raw: RawFile) -> str:
     Raises DataError when the content is not a data format dptune reads, or when it is not
     what the file's extension says.
     """
+    unsupported = UNSUPPORTED_EXTENSIONS.get(raw.extension)
+    if unsupported is not None:
+        raise DataError(
+            f"{raw.name!r} is {FORMAT_NAMES[unsupported]} ({raw.extension}), which dptune cannot read as data"
+            + _hint(unsupported)
+        )
     actual = sniff_format(raw)
     expected = EXTENSION_FORMATS.get(raw.extension)
     if expected is not None and actual != expected:
@@ -215,7 +238,13 @@ def detect_format(raw: RawFile) -> str:
 
 def _hint(actual: str) -> str:
     return {
-        "xlsx": " (save the sheet as CSV first)",
+        "xlsx": " (save the sheet as CSV and upload that: in Excel, File > Save As > CSV UTF-8)",
+        "xls": " (save the sheet as CSV and upload that: in Excel, File > Save As > CSV UTF-8)",
+        "ods": " (save the sheet as CSV and upload that: File > Save As > Text CSV)",
+        "json": " (save it as CSV and upload that, e.g. pandas.read_json(path).to_csv('data.csv', index=False); "
+                "lines=True for JSON Lines)",
+        "pickle": " (dptune never opens pickles: loading one can run any code; save it as CSV with "
+                  "df.to_csv('data.csv', index=False), as Parquet, or arrays with np.savez(file, x=..., y=...))",
         "npy": " (a single array holds no labels: save features and labels together with np.savez(file, x=..., y=...))",
         "image": " (put the images in one folder per class and upload a ZIP of the folders)",
         "gzip": " (decompress it first)",

@@ -1,5 +1,8 @@
 """Tables: reading CSV/TSV/Parquet and the schema (the encoding is `dptune.data.encoding`).
 
+Text tables are read by `dptune.data.text` (encoding, separator and header row detected);
+every problem of a table's columns is reported at once (`dptune.data.diagnose.TableProblems`).
+
 Nothing is fitted on the rows: numeric columns get the signed log (or a declared public
 range), categorical columns are hashed into a fixed number of buckets (or one-hot encoded
 on a declared public category list), so one row can neither change the input width nor
@@ -12,11 +15,10 @@ is treated as public, and the dataset's preprocessing note says so.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import difflib
 import io
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,108 +26,80 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dptune.data.diagnose import ColumnProblem, TableProblems
 from dptune.data.sources import DEFAULT_LIMITS, Limits, RawFile, human_bytes
+from dptune.data.text import TextTable, read_text_table, unique_names
 from dptune.errors import DataError
 
 MAX_CATEGORIES = 100
 """Most distinct values an undeclared non-numeric feature column may have (more looks like an identifier)."""
 
 LABEL_GUESSES = ("label", "target", "class", "y")
-MISSING_TOKENS = ["?"]
-"""Read as missing in addition to pandas' defaults ("", "NA", "NaN", "null", ...)."""
+GENERATED_NAME = re.compile(r"col_\d+")
+"""The names given to the columns of a file without a header row (col_1 … col_k)."""
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_table(raw: RawFile, fmt: str, limits: Limits = DEFAULT_LIMITS) -> tuple[pd.DataFrame, list[str]]:
-    """Read a CSV/TSV (fmt "csv") or Parquet file into a DataFrame; returns (frame, notes).
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A table as read, before any column is chosen: the frame and how it was read.
 
-    Semicolon-delimited text is read with decimal commas ("1,5"); numbers with a dot still parse.
+    frame: the rows, columns named uniquely (see `dptune.data.text.unique_names`).
+    notes: how the file was read (encoding, separator, header row), for the report.
+    problems: the column-name problems (an empty or a repeated name) that were not fixed;
+        the caller raises them with the other problems of the table (`TableProblems`).
+    text: how a text table was read (None for Parquet).
+    """
+
+    frame: pd.DataFrame
+    notes: tuple[str, ...] = ()
+    problems: tuple[ColumnProblem, ...] = ()
+    text: TextTable | None = None
+
+
+def read_table(
+    raw: RawFile,
+    fmt: str,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    header: bool | None = None,
+    column_names: list[str] | None = None,
+    fix_column_names: bool = False,
+) -> Table:
+    """Read a text table (fmt "csv") or a Parquet file.
+
+    Text: encoding, separator and header row are detected (`header` None) or chosen, see
+    `dptune.data.text`; semicolon-separated text is read with decimal commas ("1,5").
+    A leading unnamed column that only counts the rows (pandas' index) is dropped. A column
+    without a name or with a repeated name is renamed (col_<position>; name.1, name.2, …)
+    and, unless `fix_column_names`, listed in the Table's problems.
     """
     notes: list[str] = []
+    text = None
     if fmt == "parquet":
+        if header is False or column_names is not None:
+            raise DataError(f"{raw.name!r} is a Parquet file, which names its columns; header and column_names "
+                            "are for CSV/TSV text")
         frame = _read_parquet(raw, limits)
+        names = tuple("" if str(c).strip().lower().startswith("unnamed:") else str(c).strip() for c in frame.columns)
+        frame.columns = list(unique_names(names))
     else:
-        text, encoding = decode_text(raw)
-        delimiter = sniff_delimiter(text, raw.extension)
-        notes.append(f"read as text in {encoding} with delimiter {_delimiter_name(delimiter)}")
-        frame = _read_csv(raw, text, delimiter)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame = _drop_index_column(frame, notes)
-    _check_column_names(list(frame.columns), raw.name)
+        text = read_text_table(raw, header=header, column_names=column_names)
+        frame, names = text.frame, text.names
+        notes.append(text.note())
+    if names and names[0] == "" and _is_row_number(frame.iloc[:, 0]):
+        notes.append("dropped the first, unnamed column: it is only the row number")
+        frame, names = frame.iloc[:, 1:], names[1:]
+    problems = _name_problems(names, list(frame.columns))
+    if problems and fix_column_names:
+        renamed = ", ".join(f"{p.column!r}" for p in problems)
+        notes.append(f"renamed the columns without a name or with a repeated name: now {renamed}")
+        problems = []
     if len(frame) == 0:
         raise DataError(f"{raw.name!r} has column names but no rows of data; add the examples below the header")
-    return frame, notes
-
-
-def decode_text(raw: RawFile) -> tuple[str, str]:
-    """Decode text, trying UTF-8 (with or without BOM), UTF-16 (with BOM), then Windows-1252."""
-    content = raw.content
-    if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
-    else:
-        candidates = ["utf-8-sig", "cp1252", "latin-1"]
-    for encoding in candidates:
-        try:
-            text = content.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return text, {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "cp1252": "Windows-1252", "latin-1": "Latin-1"}[encoding]
-    raise DataError(f"cannot decode {raw.name!r} as text; save it as UTF-8 CSV")
-
-
-def sniff_delimiter(text: str, extension: str) -> str:
-    """The field delimiter (comma, tab, semicolon or pipe) from the first lines."""
-    lines = [line for line in text[: 64 * 1024].splitlines() if line.strip()][:50]
-    sample = "\n".join(lines)
-    if not sample:
-        return "\t" if extension in (".tsv", ".tab") else ","
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
-    except csv.Error:
-        pass
-    counts = {d: min(line.count(d) for line in lines) for d in ",\t;|"}
-    best = max(counts, key=counts.get)
-    if counts[best] > 0:
-        return best
-    return "\t" if extension in (".tsv", ".tab") else ","
-
-
-def _delimiter_name(delimiter: str) -> str:
-    return {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
-
-
-def _read_csv(raw: RawFile, text: str, delimiter: str) -> pd.DataFrame:
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    header = next(csv.reader([first], delimiter=delimiter), [])
-    if not header:
-        raise DataError(f"{raw.name!r} holds no data (only blank lines); upload a table with a header row")
-    if all(_is_number(cell) for cell in header):
-        raise DataError(
-            f"{raw.name!r} has no header row: its first line ({first[:60]!r}) holds numbers, not column names; "
-            "add a first line that names every column (e.g. 'pixel0,pixel1,...,label')"
-        )
-    names = [cell.strip() for cell in header]
-    duplicates = sorted({name for name in names if name and names.count(name) > 1})
-    if duplicates:
-        raise DataError(f"{raw.name!r} has more than one column named {duplicates[0]!r}; column names must be unique")
-    try:
-        return pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            decimal="," if delimiter == ";" else ".",  # semicolon files use decimal commas (European locale)
-            na_values=MISSING_TOKENS,
-            skipinitialspace=True,
-            skip_blank_lines=True,
-        )
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{raw.name!r} holds no data; upload a table with a header row and rows of examples") from None
-    except (pd.errors.ParserError, ValueError, csv.Error) as error:
-        raise DataError(
-            f"{raw.name!r} is not a well-formed table ({str(error).strip()}); every row must have as many "
-            "fields as the header, and fields that contain the delimiter must be quoted"
-        ) from None
+    return Table(frame, tuple(notes), tuple(problems), text)
 
 
 def _read_parquet(raw: RawFile, limits: Limits) -> pd.DataFrame:
@@ -147,14 +121,23 @@ def _read_parquet(raw: RawFile, limits: Limits) -> pd.DataFrame:
         raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: {error}); re-export it") from None
 
 
-def _drop_index_column(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """Drop a leading unnamed column that is just the row number (pandas' `to_csv` index)."""
-    if len(frame.columns) and (frame.columns[0] == "" or frame.columns[0].startswith("Unnamed: 0")):
-        first = frame.iloc[:, 0]
-        if pd.api.types.is_integer_dtype(first.dtype) and np.array_equal(first.to_numpy(), np.arange(len(frame))):
-            notes.append("dropped the first, unnamed column: it is only the row number")
-            return frame.iloc[:, 1:]
-    return frame
+def _is_row_number(column: pd.Series) -> bool:
+    return pd.api.types.is_integer_dtype(column.dtype) and np.array_equal(column.to_numpy(), np.arange(len(column)))
+
+
+def _name_problems(names: tuple[str, ...], columns: list[str]) -> list[ColumnProblem]:
+    """A problem for each column without a name and each repeated name (its later copies), in file order."""
+    problems = []
+    for position, (name, column) in enumerate(zip(names, columns), start=1):
+        if not name:
+            problems.append(ColumnProblem(column, f"column {position} has no name (read as {column!r})", "rename"))
+        elif names.index(name) != position - 1:
+            where = [str(i) for i, other in enumerate(names, start=1) if other == name]
+            problems.append(ColumnProblem(
+                column, f"more than one column is named {name!r} (columns {', '.join(where)}; read as {column!r})",
+                "rename",
+            ))
+    return problems
 
 
 def _is_number(cell: str) -> bool:
@@ -163,20 +146,6 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return bool(cell.strip())
-
-
-def _check_column_names(columns: list[str], file_name: str) -> None:
-    for position, name in enumerate(columns, start=1):
-        if not name or name.lower().startswith("unnamed:"):
-            raise DataError(
-                f"column {position} of {file_name!r} has no name; give every column a name in the header row "
-                "(or remove the empty column)"
-            )
-    seen: set[str] = set()
-    for name in columns:
-        if name in seen:
-            raise DataError(f"{file_name!r} has two columns named {name!r}; column names must be unique")
-        seen.add(name)
 
 
 # --------------------------------------------------------------------------- columns
@@ -201,7 +170,10 @@ def resolve_column(frame: pd.DataFrame, column: str | None, *, role: str, file_n
     close += [c for c in columns if c.lower() == column.strip().lower() and c not in close]
     hint = f"; did you mean {close[0]!r}?" if close else ";"
     header_hint = ""
-    if sum(_is_number(c) for c in columns) > len(columns) / 2:
+    if columns and all(GENERATED_NAME.fullmatch(c) for c in columns):
+        header_hint = (f" (the file was read without a header row, so its columns are named {columns[0]} … "
+                       f"{columns[-1]} by position: pick one of those, or give the columns names)")
+    elif sum(_is_number(c) for c in columns) > len(columns) / 2:
         header_hint = " (most column names are numbers: does the file lack a header row?)"
     raise DataError(
         f"the {role} {column!r} is not a column of {file_name!r}{hint} its columns are: {_list(columns)}{header_hint}"
@@ -314,12 +286,25 @@ def column_kinds(
     A declared column (see PublicSchema) has the declared kind: numeric values that do not
     parse as numbers become missing, categorical values become text. Any other column is
     numeric when every value that is present parses as a number (bool counts as 0/1).
-    Raises DataError for a declared column the frame lacks and, for undeclared columns, a
-    column with no values at all, a column of nested values (lists, maps), and a
-    categorical column with more than `max_categories` distinct values (an identifier or
-    free text, which hashing would turn into noise).
+    Raises DataError for a declared column the frame lacks, and `TableProblems` listing
+    every undeclared column that cannot be used (see `column_problems`) at once.
     """
-    schema = schema or PublicSchema()
+    parsed, numeric, categorical, problems = _classify(frame, max_categories, file_name, schema or PublicSchema())
+    if problems:
+        raise TableProblems(file_name, problems)
+    return parsed, numeric, categorical
+
+
+def column_problems(
+    frame: pd.DataFrame, *, max_categories: int, file_name: str, schema: PublicSchema | None = None
+) -> list[ColumnProblem]:
+    """Every undeclared column that cannot be a feature: one with no values at all, one of nested
+    values (lists, maps), and a non-numeric one with more than `max_categories` distinct values
+    (an identifier, a date or free text, which hashing would turn into noise)."""
+    return _classify(frame, max_categories, file_name, schema or PublicSchema())[3]
+
+
+def _classify(frame: pd.DataFrame, max_categories: int, file_name: str, schema: PublicSchema):
     for name in [*schema.numeric, *schema.categorical]:
         if name not in frame.columns:
             close = difflib.get_close_matches(name, list(frame.columns), n=1, cutoff=0.6)
@@ -331,6 +316,7 @@ def column_kinds(
     parsed: dict[str, pd.Series] = {}
     numeric: list[str] = []
     categorical: list[str] = []
+    problems: list[ColumnProblem] = []
     for name in frame.columns:
         series = frame[name]
         if isinstance(series.dtype, pd.CategoricalDtype):
@@ -345,10 +331,8 @@ def column_kinds(
             continue
         present = ~series.isna()
         if not present.any():
-            raise DataError(
-                f"the column {name!r} of {file_name!r} has no values at all (every row is missing); "
-                "remove the column or fill it in"
-            )
+            problems.append(ColumnProblem(name, f"the column {name!r} has no values at all (every row is missing)"))
+            continue
         if pd.api.types.is_bool_dtype(series.dtype) or (
             pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype)
         ):
@@ -359,10 +343,9 @@ def column_kinds(
         if sample.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray, bytes))).any() and not sample.map(
             lambda v: isinstance(v, bytes)
         ).all():
-            raise DataError(
-                f"the column {name!r} of {file_name!r} holds lists or nested values; flatten it into one "
-                "number or category per row"
-            )
+            problems.append(ColumnProblem(name, f"the column {name!r} holds lists or nested values (flatten it "
+                                                "into one number or category per row)"))
+            continue
         as_numbers = pd.to_numeric(sample.astype(str).str.strip(), errors="coerce")
         if as_numbers.notna().all() and not pd.api.types.is_datetime64_any_dtype(series.dtype):
             parsed[name] = _as_numbers(series)
@@ -371,14 +354,14 @@ def column_kinds(
         text = series.astype(object).where(present, None).map(lambda v: None if v is None else str(v).strip())
         distinct = text.dropna().nunique()
         if distinct > max_categories:
-            raise DataError(
-                f"the column {name!r} of {file_name!r} is not numeric and has {distinct:,} different values, "
-                f"more than the limit of {max_categories} categories; it looks like an identifier, a date or "
-                "free text: drop the column, or group its values into fewer categories (or raise the category limit)"
-            )
+            problems.append(ColumnProblem(
+                name, f"the column {name!r} is not numeric and has {distinct:,} different values, more than the "
+                      f"limit of {max_categories} categories: an identifier, a date or free text",
+            ))
+            continue
         parsed[name] = text
         categorical.append(name)
-    return parsed, numeric, categorical
+    return parsed, numeric, categorical, problems
 
 
 def _as_numbers(series: pd.Series) -> pd.Series:
