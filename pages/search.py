@@ -6,6 +6,8 @@ import streamlit as st
 import yaml
 
 from dptune import privacy
+from dptune.study.budget import check_budget
+from dptune.study.modes import NoisePolicy, mode_for, study_mode
 from dptune.ui import core, live, searching, shell, specs
 from dptune.ui.workers import list_workers
 
@@ -29,6 +31,7 @@ with core.guard("Search settings"):
     new["mode"] = st.radio("Mode", modes, index=modes.index(saved["mode"]) if saved["mode"] in modes else 0,
                            format_func=str.capitalize, horizontal=True, key="search-mode")
     st.caption(specs.MODES[new["mode"]])
+    mode = mode_for(new["mode"])
     cols = st.columns(4)
     new["target_epsilon"] = float(cols[0].number_input("target ε", min_value=0.01, max_value=1000.0,
                                                        value=float(saved["target_epsilon"]), step=0.5,
@@ -49,10 +52,6 @@ with core.guard("Search settings"):
                                               value=min(int(saved["workers"]), max(1, os.cpu_count() or 1)),
                                               key="search-workers",
                                               help="Trials run in parallel, one per worker; on one GPU they share it."))
-    delta = new["delta"] or default_delta
-    warning = privacy.delta_warning(delta, n_train)
-    if warning:
-        st.warning(warning, icon=":material/warning:")
 
     st.markdown("**Ranges** (sampled on a log scale; equal ends fix the value)")
     cols = st.columns(4)
@@ -79,11 +78,11 @@ with core.guard("Search settings"):
         "microbatches m (per_example: m = B)", choices,
         default=[c for c in saved["num_microbatches"] if c in choices], key="search-microbatches",
         help="m < B is faster but the accountant charges σ/2 (one example can move a microbatch by 2C).",
-        disabled=new["mode"] == "recipe",
+        disabled=mode.noise_policy is NoisePolicy.RECIPE,  # m = 1, then scaled with σ
     )
-    if new["mode"] == "pareto":
+    if mode.noise_policy is NoisePolicy.SEARCHED:
         new["noise_multiplier"] = pair(cols[1], "σ", "search-sigma", saved["noise_multiplier"], fmt="%.4g")
-    elif new["mode"] == "recipe":
+    elif mode.noise_policy is NoisePolicy.RECIPE:
         new["recipe_noise_multiplier"] = pair(cols[1], "σ at m = 1", "search-sigma-m1",
                                               saved["recipe_noise_multiplier"], fmt="%.4g")
         cols[0].caption("The recipe runs at the largest batch size and epochs of the ranges; m = 1 while it "
@@ -112,7 +111,7 @@ with core.guard("Search settings"):
     name = specs.default_study_name(data.dataset.name, new["mode"], new["target_epsilon"])
     spec = specs.search_spec_from_state(state, dataset_ref=data.ref, model_spec=model, workspace=str(ws.root),
                                         storage=ws.storage_url, study_name=name)
-    errors, warnings = searching.check_budget(spec, n_train, delta)
+    errors, warnings = check_budget(spec, n_train)  # δ and whether any trial can meet ε (as `dptune tune`)
     for message in errors:
         st.error(message, icon=":material/block:")
     for message in warnings:
@@ -155,7 +154,7 @@ with core.guard("Studies"):
         st.rerun()
     if cols[1].button("Start workers", icon=":material/play_arrow:", key="search-resume",
                       disabled=bool(status["workers"]) or not (status["counts"].get("WAITING")
-                                                                or attrs.get("mode") == "recipe")):
+                                                                or study_mode(attrs).phased)):
         count = searching.resume(study_name, n_workers=int(state["search"]["workers"]))
         st.toast(f"Started {count} worker(s)", icon=":material/play_circle:")
         st.rerun()

@@ -1,9 +1,10 @@
 """The `dptune` console command (also `python -m dptune`).
 
-Each subcommand is one `_add_<name>_parser(subparsers)` function that declares its
-arguments and sets `handler=<function(args) -> int>`, plus that handler; register the adder
-in SUBCOMMANDS. Handlers import heavy modules (TensorFlow, Optuna) lazily, inside the
-handler, so `dptune epsilon` stays fast. Any `DPTuneError` a handler raises is printed as
+Each subcommand is one `_add_<name>_parser(subparsers)` function (here, or `add_<name>_parser`
+in its own module, like `profile_command`) that declares its arguments and sets
+`handler=<function(args) -> int>`, plus that handler; register the adder in SUBCOMMANDS.
+Handlers import heavy modules (TensorFlow, Optuna) lazily, inside the handler, so
+`dptune epsilon` stays fast. Any `DPTuneError` a handler raises is printed as
 `error: <message>` on stderr with exit code 2 (no traceback); bad arguments also exit 2.
 """
 
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dptune.cli.profile_command import add_profile_parser
 from dptune.errors import DPTuneError
 from dptune.privacy.statement import delta_warnings, format_epsilon
 
@@ -206,6 +208,7 @@ def _search_command_adder(name: str) -> Callable[[argparse._SubParsersAction], N
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_epsilon_parser,
     *(_search_command_adder(name) for name in SEARCH_COMMANDS),
+    add_profile_parser,
 ]
 
 
@@ -213,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `dptune` argument parser with every registered subcommand."""
     parser = _ArgumentParser(
         prog="dptune",
-        description="Tune differentially private SGD: accountant, search, workers, export.",
+        description="Tune differentially private SGD: accountant, search, workers, export, gradient-norm profile.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     for add_parser in SUBCOMMANDS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from typing import Any
 
 
@@ -31,13 +32,25 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle_tune(args: argparse.Namespace) -> int:
+    """Check the budget (every error and warning on stderr; exit 2 on any error, before the
+    study exists), then run the search and print its best trial and its cost."""
+    from dptune.data import resolve_dataset
     from dptune.spec.search import load_search_spec
+    from dptune.study.budget import check_budget
     from dptune.study.results import best_trial_within, search_cost
     from dptune.study.search import tune
 
     _quiet()
     spec = load_search_spec(args.config)
-    outcome = tune(spec, progress=not args.no_progress, log=print)
+    dataset = resolve_dataset(spec.dataset, spec.workspace)
+    budget = check_budget(spec, dataset.n_train)
+    for message in budget.warnings:
+        print(f"warning: {message.removeprefix('Warning: ')}", file=sys.stderr)
+    for message in budget.errors:
+        print(f"error: {message}", file=sys.stderr)
+    if budget.errors:
+        return 2  # as for any other user error
+    outcome = tune(spec, dataset=dataset, progress=not args.no_progress, log=print)
     study = outcome.study
     print(f"study {study.study_name!r} ({outcome.spec.mode}) in {outcome.spec.storage}: "
           f"{outcome.trials_run} trial(s) run here in {outcome.seconds:.0f} s")

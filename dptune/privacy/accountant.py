@@ -1,9 +1,10 @@
-"""The privacy accountant: every ε dptune shows comes from here, computed with `dp_accounting`.
+"""The privacy accountant of one DP-SGD run: every ε dptune shows comes from here, computed with `dp_accounting`.
 
 Model of one DP-SGD step (../shared/DESIGN.md): the Poisson-subsampled Gaussian mechanism
 with sampling rate q = batch_size / n and noise multiplier σ (σ/2 when microbatched, because
 one example can change a microbatch term by 2C), under add-or-remove-one adjacency.
-A run is that step composed `steps` times. Two accountants:
+A run (`DPSGDRun`, the one record of a run the accountant sees) is that step composed
+`steps` times. Two accountants:
 
 - RDP (Rényi DP at TF Privacy's orders, converted to (ε, δ) with dp_accounting's improved
   conversion): the one TF Privacy reports, fast, used for live curves;
@@ -11,19 +12,22 @@ A run is that step composed `steps` times. Two accountants:
   discretization.
 
 No RDP formula is written here: the RDP of a step, composition, the RDP → (ε, δ)
-conversion, PLDs, calibration and the cost of hyperparameter search all come from
-`dp_accounting` (0.6.0). Every ε covers the release of every intermediate model (all
-checkpoints of the run), not only the final one; δ is per example.
+conversion, PLDs and calibration all come from `dp_accounting` (0.6.0). `calibrate_noise`
+is the one σ solver: every calibration (one run, a run with the clip-norm release, a whole
+search; `search_cost`) hands it the event that must meet the target. Every ε covers the
+release of every intermediate model (all checkpoints of the run), not only the final one;
+δ is per example.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import dp_accounting
 import numpy as np
@@ -32,22 +36,27 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune.errors import PrivacyError
+from dptune.spec.config import DPSGDConfig
 
 __all__ = [
     "RDP_ORDERS",
+    "MIN_NOISE_MULTIPLIER",
     "MAX_NOISE_MULTIPLIER",
+    "DPSGDRun",
     "PrivacyReport",
-    "TrialPrivacy",
-    "SearchCost",
     "num_steps",
     "default_delta",
     "delta_warning",
+    "privacy_report",
     "compute_epsilon",
     "epsilon_curve",
+    "calibrate_noise",
     "calibrate_noise_multiplier",
-    "trial_privacy",
-    "search_cost_repeat_and_select",
-    "search_cost_naive_composition",
+    "runs_rdp",
+    "epsilon_of_rdp",
+    "rdp_epsilon_of_event",
+    "pld_epsilon_of_event",
+    "event_epsilons",
     "pld_value_discretization",
 ]
 
@@ -100,14 +109,6 @@ def _check_n_batch(n: Any, batch_size: Any) -> None:
         )
 
 
-def _check_noise(noise_multiplier: Any) -> float:
-    if not _is_real(noise_multiplier) or not math.isfinite(noise_multiplier) or noise_multiplier < 0:
-        raise PrivacyError(
-            f"noise_multiplier must be a finite number >= 0, got {noise_multiplier!r}"
-        )
-    return float(noise_multiplier)
-
-
 def _check_delta(delta: Any, n: int) -> float:
     if delta is None:
         return default_delta(n)
@@ -120,18 +121,6 @@ def _check_epochs(epochs: Any) -> float:
     if not _is_real(epochs) or not math.isfinite(epochs) or epochs <= 0:
         raise PrivacyError(f"epochs must be a finite number > 0, got {epochs!r}")
     return float(epochs)
-
-
-def _resolve_steps(n: int, batch_size: int, epochs: Any, steps: Any) -> int:
-    if (epochs is None) == (steps is None):
-        raise PrivacyError(
-            f"give exactly one of epochs and steps, got epochs={epochs!r} and steps={steps!r}"
-        )
-    if steps is not None:
-        if not _is_int(steps) or steps < 1:
-            raise PrivacyError(f"steps must be an integer >= 1, got {steps!r}")
-        return int(steps)
-    return num_steps(n, batch_size, epochs)
 
 
 def num_steps(n: int, batch_size: int, epochs: float) -> int:
@@ -169,26 +158,103 @@ def delta_warning(delta: float, n: int) -> str | None:
     return None
 
 
-def _charged_noise(noise_multiplier: float, microbatched: bool) -> float:
-    """σ the accountant charges: σ/2 when microbatched (sensitivity 2C), else σ."""
-    return noise_multiplier / 2.0 if microbatched else noise_multiplier
-
-
 # --------------------------------------------------------------------------------------------
-# dp_accounting glue
+# One run
 # --------------------------------------------------------------------------------------------
 
 
 def _step_event(sampling_rate: float, charged_noise: float) -> dp_accounting.DpEvent:
     """One DP-SGD step: Poisson sampling at rate q, Gaussian noise multiplier σ (charged)."""
-    return dp_accounting.PoissonSampledDpEvent(
-        sampling_rate, dp_accounting.GaussianDpEvent(charged_noise)
-    )
+    return dp_accounting.PoissonSampledDpEvent(sampling_rate, dp_accounting.GaussianDpEvent(charged_noise))
 
 
-def dpsgd_run_event(sampling_rate: float, charged_noise: float, steps: int) -> dp_accounting.DpEvent:
-    """A DP-SGD run: one step self-composed `steps` times."""
-    return dp_accounting.SelfComposedDpEvent(_step_event(sampling_rate, charged_noise), steps)
+@dataclass(frozen=True)
+class DPSGDRun:
+    """One DP-SGD training run as the accountant sees it: the only record of a run in dptune.privacy.
+
+    n_train: N, training examples (the unit of privacy is one of them); batch_size: the
+    expected batch size B (1 <= B <= N); noise_multiplier: σ as configured (noise std σC on
+    the clipped sum); steps: T (0: a run that never took a step, which costs nothing);
+    microbatched: fewer microbatches than B (the accountant then charges σ/2, see
+    `charged_noise_multiplier`). Raises PrivacyError for out-of-range values, naming them.
+    """
+
+    n_train: int
+    batch_size: int
+    noise_multiplier: float
+    steps: int
+    microbatched: bool = False
+
+    def __post_init__(self) -> None:
+        _check_n_batch(self.n_train, self.batch_size)
+        sigma = self.noise_multiplier
+        if not _is_real(sigma) or not math.isfinite(sigma) or sigma < 0:
+            raise PrivacyError(f"noise_multiplier must be a finite number >= 0, got {sigma!r}")
+        if not _is_int(self.steps) or self.steps < 0:
+            raise PrivacyError(f"steps must be an integer >= 0, got {self.steps!r}")
+        for name, value in (("n_train", int(self.n_train)), ("batch_size", int(self.batch_size)),
+                            ("noise_multiplier", float(sigma)), ("steps", int(self.steps)),
+                            ("microbatched", bool(self.microbatched))):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def planned(
+        cls,
+        n_train: int,
+        batch_size: int,
+        noise_multiplier: float,
+        *,
+        epochs: float | None = None,
+        steps: int | None = None,
+        microbatched: bool = False,
+    ) -> DPSGDRun:
+        """The run of `epochs` epochs (steps = num_steps(n_train, batch_size, epochs)) or of
+        exactly `steps` >= 1 steps: give exactly one."""
+        if (epochs is None) == (steps is None):
+            raise PrivacyError(f"give exactly one of epochs and steps, got epochs={epochs!r} and steps={steps!r}")
+        if steps is None:
+            steps = num_steps(n_train, batch_size, epochs)
+        elif not _is_int(steps) or steps < 1:
+            raise PrivacyError(f"steps must be an integer >= 1, got {steps!r}")
+        return cls(n_train, batch_size, noise_multiplier, steps, microbatched)
+
+    @classmethod
+    def of_config(cls, config: DPSGDConfig, n_train: int, steps: int | None = None) -> DPSGDRun:
+        """The run of `config` on N = `n_train` rows: `steps` steps (default: the whole
+        config.epochs); microbatched when config.num_microbatches < config.batch_size."""
+        if steps is None:
+            steps = num_steps(n_train, config.batch_size, config.epochs)
+        return cls(n_train, config.batch_size, config.noise_multiplier, steps, not config.per_example)
+
+    @property
+    def sampling_rate(self) -> float:
+        """q = B / N: the probability that an example joins a step (Poisson sampling)."""
+        return self.batch_size / self.n_train
+
+    @property
+    def charged_noise_multiplier(self) -> float:
+        """σ the accountant charges: σ/2 when microbatched (one example can change a
+        microbatch's clipped gradient by 2C, so the sensitivity doubles), else σ.
+        This is the only place in dptune that applies that rule."""
+        return self.noise_multiplier / 2.0 if self.microbatched else self.noise_multiplier
+
+    def with_noise(self, noise_multiplier: float) -> DPSGDRun:
+        """The same run with noise multiplier σ = `noise_multiplier` (as configured)."""
+        return dataclasses.replace(self, noise_multiplier=noise_multiplier)
+
+    def event(self) -> dp_accounting.DpEvent:
+        """The run as a dp_accounting event: one step self-composed `steps` times."""
+        return dp_accounting.SelfComposedDpEvent(
+            _step_event(self.sampling_rate, self.charged_noise_multiplier), self.steps
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# dp_accounting glue
+# --------------------------------------------------------------------------------------------
 
 
 def _rdp_accountant() -> rdp_privacy_accountant.RdpAccountant:
@@ -206,9 +272,21 @@ def _step_rdp(sampling_rate: float, charged_noise: float) -> np.ndarray:
     return rdp
 
 
-def trials_rdp(trials: Sequence[TrialPrivacy]) -> np.ndarray:
-    """RDP of running every trial once: RDP composes additively, T steps = T x one step."""
-    return sum(t.steps * _step_rdp(t.sampling_rate, t.charged_noise_multiplier) for t in trials)
+def runs_rdp(runs: Iterable[DPSGDRun], repeat: int = 1) -> np.ndarray:
+    """RDP at RDP_ORDERS of running every run `repeat` times (runs of 0 steps cost nothing).
+
+    RDP composes additively: runs with the same step (q, charged σ) add up their steps, and
+    each step's RDP is cached. This is the RdpAccountant's own arithmetic (count × the step's
+    RDP), so for copies of one run it equals composing their events exactly, fast."""
+    steps_of_step: dict[tuple[float, float], int] = {}
+    for run in runs:
+        if run.steps > 0:
+            key = (run.sampling_rate, run.charged_noise_multiplier)
+            steps_of_step[key] = steps_of_step.get(key, 0) + run.steps
+    rdp = np.zeros(len(RDP_ORDERS))
+    for (sampling_rate, charged), steps in steps_of_step.items():
+        rdp = rdp + (repeat * steps) * _step_rdp(sampling_rate, charged)
+    return rdp
 
 
 def epsilon_of_rdp(rdp: np.ndarray, delta: float) -> tuple[float, float | None]:
@@ -237,29 +315,32 @@ def pld_value_discretization(epsilon_rdp: float, steps: int) -> float:
     return min(_PLD_MAX_INTERVAL, max(_PLD_MIN_INTERVAL, interval))
 
 
+def _pld_accountant(epsilon_rdp: float, steps: int) -> pld_privacy_accountant.PLDAccountant:
+    return pld_privacy_accountant.PLDAccountant(
+        value_discretization_interval=pld_value_discretization(epsilon_rdp, steps)
+    )
+
+
 def pld_epsilon_of_event(
     event: dp_accounting.DpEvent, delta: float, epsilon_rdp: float, total_steps: int
 ) -> float:
-    """ε of `event` by the PLD accountant (math.inf when RDP already says ε is infinite)."""
+    """ε of `event` by the PLD accountant, discretized for `total_steps` steps whose RDP ε is
+    `epsilon_rdp` (math.inf when RDP already says ε is infinite)."""
     if not math.isfinite(epsilon_rdp):
         return math.inf
-    accountant = pld_privacy_accountant.PLDAccountant(
-        value_discretization_interval=pld_value_discretization(epsilon_rdp, total_steps)
-    )
+    accountant = _pld_accountant(epsilon_rdp, total_steps)
     accountant.compose(event)
     return float(accountant.get_epsilon(delta))
 
 
-def _epsilons(
-    sampling_rate: float, charged_noise: float, steps: int, delta: float, pld: bool
+def event_epsilons(
+    event: dp_accounting.DpEvent, delta: float, *, steps: int, pld: bool
 ) -> tuple[float, float | None, float | None]:
-    """(RDP ε, RDP order, PLD ε or None) of one DP-SGD run."""
-    if charged_noise == 0:
-        return math.inf, None, (math.inf if pld else None)
-    event = dpsgd_run_event(sampling_rate, charged_noise, steps)
+    """(RDP ε, its order, PLD ε or None) of `event` at `delta`: what every ε of a run (alone,
+    or with the clip-norm release) is, and what calibration solves for. PLD (when `pld`) is
+    discretized for `steps` steps (pld_value_discretization of the RDP ε)."""
     epsilon_rdp, order = rdp_epsilon_of_event(event, delta)
-    epsilon_pld = pld_epsilon_of_event(event, delta, epsilon_rdp, steps) if pld else None
-    return epsilon_rdp, order, epsilon_pld
+    return epsilon_rdp, order, (pld_epsilon_of_event(event, delta, epsilon_rdp, steps) if pld else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,31 +353,54 @@ class PrivacyReport:
     """The (ε, δ) guarantee of one DP-SGD run (example-level, add-or-remove-one adjacency,
     Poisson sampling), covering every intermediate model of the run.
 
+    run: the run; delta: δ; epochs: as given to compute_epsilon (None when steps were given);
     epsilon_rdp: ε by the RDP accountant (math.inf when σ = 0); rdp_order: the Rényi order
     attaining it (None when ε is infinite); epsilon_pld: ε by the PLD accountant (None when
-    not computed); steps: number of steps T; delta: δ; sampling_rate: q = batch_size / n;
-    noise_multiplier: σ as configured; charged_noise_multiplier: σ the accountant charged
-    (σ/2 when microbatched); notes: human-readable remarks (microbatching, δ warning).
+    not computed); notes: human-readable remarks (microbatching, δ warning). The run's
+    fields read through: n, batch_size, noise_multiplier (σ as configured),
+    charged_noise_multiplier (σ/2 when microbatched), microbatched, steps, sampling_rate.
     """
 
+    run: DPSGDRun
+    delta: float
+    epochs: float | None
     epsilon_rdp: float
     rdp_order: float | None
     epsilon_pld: float | None
-    steps: int
-    delta: float
-    sampling_rate: float
-    noise_multiplier: float
-    charged_noise_multiplier: float
-    microbatched: bool
-    n: int
-    batch_size: int
-    epochs: float | None
     notes: tuple[str, ...] = ()
 
     @property
     def epsilon(self) -> float:
         """The tightest ε computed: PLD when available, else RDP."""
         return self.epsilon_pld if self.epsilon_pld is not None else self.epsilon_rdp
+
+    @property
+    def n(self) -> int:
+        return self.run.n_train
+
+    @property
+    def batch_size(self) -> int:
+        return self.run.batch_size
+
+    @property
+    def noise_multiplier(self) -> float:
+        return self.run.noise_multiplier
+
+    @property
+    def charged_noise_multiplier(self) -> float:
+        return self.run.charged_noise_multiplier
+
+    @property
+    def microbatched(self) -> bool:
+        return self.run.microbatched
+
+    @property
+    def steps(self) -> int:
+        return self.run.steps
+
+    @property
+    def sampling_rate(self) -> float:
+        return self.run.sampling_rate
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (floats may be inf; `notes` as a list)."""
@@ -315,6 +419,24 @@ class PrivacyReport:
             "epochs": self.epochs,
             "notes": list(self.notes),
         }
+
+
+def privacy_report(
+    run: DPSGDRun, delta: float | None, *, pld: bool = True, epochs: float | None = None
+) -> PrivacyReport:
+    """ε of `run` at `delta` (None: default_delta(N)), RDP and, when `pld`, PLD, with notes on
+    microbatching, σ = 0 and δ ≥ 1/N. `epochs` is only recorded (the run's steps are charged)."""
+    delta = _check_delta(delta, run.n_train)
+    epsilon_rdp, order, epsilon_pld = event_epsilons(run.event(), delta, steps=run.steps, pld=pld)
+    notes = []
+    if run.microbatched:
+        notes.append(_MICROBATCH_NOTE.format(charged=run.charged_noise_multiplier, sigma=run.noise_multiplier))
+    if run.noise_multiplier == 0:
+        notes.append("noise_multiplier = 0: no noise, no privacy (epsilon is infinite).")
+    warning = delta_warning(delta, run.n_train)
+    if warning:
+        notes.append(warning)
+    return PrivacyReport(run, delta, epochs, epsilon_rdp, order, epsilon_pld, tuple(notes))
 
 
 def compute_epsilon(
@@ -338,37 +460,8 @@ def compute_epsilon(
     PLDAccountant, discretized by pld_value_discretization. σ = 0 gives ε = inf.
     Raises PrivacyError for out-of-range inputs, naming the value.
     """
-    _check_n_batch(n, batch_size)
-    sigma = _check_noise(noise_multiplier)
-    delta = _check_delta(delta, n)
-    epochs_value = _check_epochs(epochs) if epochs is not None and steps is None else None
-    total_steps = _resolve_steps(n, batch_size, epochs, steps)
-    sampling_rate = batch_size / n
-    charged = _charged_noise(sigma, bool(microbatched))
-    epsilon_rdp, order, epsilon_pld = _epsilons(sampling_rate, charged, total_steps, delta, pld)
-    notes = []
-    if microbatched:
-        notes.append(_MICROBATCH_NOTE.format(charged=charged, sigma=sigma))
-    if sigma == 0:
-        notes.append("noise_multiplier = 0: no noise, no privacy (epsilon is infinite).")
-    warning = delta_warning(delta, n)
-    if warning:
-        notes.append(warning)
-    return PrivacyReport(
-        epsilon_rdp=epsilon_rdp,
-        rdp_order=order,
-        epsilon_pld=epsilon_pld,
-        steps=total_steps,
-        delta=delta,
-        sampling_rate=sampling_rate,
-        noise_multiplier=sigma,
-        charged_noise_multiplier=charged,
-        microbatched=bool(microbatched),
-        n=int(n),
-        batch_size=int(batch_size),
-        epochs=epochs_value,
-        notes=tuple(notes),
-    )
+    run = DPSGDRun.planned(n, batch_size, noise_multiplier, epochs=epochs, steps=steps, microbatched=microbatched)
+    return privacy_report(run, delta, pld=pld, epochs=None if epochs is None else float(epochs))
 
 
 def epsilon_curve(
@@ -389,28 +482,131 @@ def epsilon_curve(
     (composition), converted to (ε, δ) by dp_accounting.rdp.compute_epsilon, so the last
     point equals compute_epsilon(...).epsilon_rdp. σ = 0 gives ε = inf at every point.
     """
-    _check_n_batch(n, batch_size)
-    sigma = _check_noise(noise_multiplier)
+    run = DPSGDRun.planned(n, batch_size, noise_multiplier, epochs=epochs, microbatched=microbatched)
     delta = _check_delta(delta, n)
-    epochs = _check_epochs(epochs)
-    total_steps = num_steps(n, batch_size, epochs)
     if every == "epoch":
         checkpoints = [num_steps(n, batch_size, e) for e in range(1, math.ceil(epochs))]
     elif _is_int(every) and every >= 1:
-        checkpoints = list(range(int(every), total_steps, int(every)))
+        checkpoints = list(range(int(every), run.steps, int(every)))
     else:
         raise PrivacyError(f"every must be 'epoch' or an integer >= 1 (steps), got {every!r}")
-    checkpoints = sorted({s for s in checkpoints if s < total_steps} | {total_steps})
-    charged = _charged_noise(sigma, bool(microbatched))
-    if charged == 0:
+    checkpoints = sorted({s for s in checkpoints if s < run.steps} | {run.steps})
+    if run.charged_noise_multiplier == 0:
         return [(step, math.inf) for step in checkpoints]
-    rdp_one_step = _step_rdp(batch_size / n, charged)
+    rdp_one_step = _step_rdp(run.sampling_rate, run.charged_noise_multiplier)
     return [(step, epsilon_of_rdp(step * rdp_one_step, delta)[0]) for step in checkpoints]
 
 
 # --------------------------------------------------------------------------------------------
-# Calibration: σ for a target ε
+# Calibration: σ for a target ε (the one solver)
 # --------------------------------------------------------------------------------------------
+
+
+def _unreachable(run: DPSGDRun, target: float, delta: float, accountant: str, what: str,
+                 hints: Sequence[str]) -> PrivacyError:
+    helps = [
+        f"more training examples (N = {run.n_train})",
+        f"fewer epochs ({run.steps} steps, {run.steps * run.sampling_rate:.3g} epochs)",
+        f"a smaller batch size / sampling rate (B = {run.batch_size}, q = {run.sampling_rate:.3g})",
+        "a larger target epsilon or delta",
+        *hints,
+    ]
+    if run.microbatched:
+        helps.append("per-example clipping (microbatches = batch size), which charges sigma, not sigma/2")
+    return PrivacyError(
+        f"target epsilon {target:g} at delta {delta:.3g} is unreachable for {what}: it would need a "
+        f"noise multiplier above {MAX_NOISE_MULTIPLIER:g} ({accountant.upper()} accountant, "
+        f"N = {run.n_train}, B = {run.batch_size}, {run.steps} steps). What would help: " + "; ".join(helps) + "."
+    )
+
+
+def calibrate_noise(
+    run: DPSGDRun,
+    target_epsilon: float,
+    delta: float,
+    *,
+    make_event: Callable[[DPSGDRun], dp_accounting.DpEvent] = DPSGDRun.event,
+    accountant: str = "rdp",
+    what: str = "one training run",
+    hints: Sequence[str] = (),
+) -> float:
+    """The smallest noise multiplier σ (to ~1e-5 relative) at which `make_event(run with σ)`
+    meets `target_epsilon` at `delta`: the one σ solver behind every calibration.
+
+    run: the run to calibrate (N, B, steps, microbatching); its noise_multiplier is the
+    first guess, in [MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER] (1 suits targets near 1).
+    The σ returned is the one to configure (the event charges σ/2 when microbatched).
+    make_event: the mechanism that must meet the target: the run alone (default), the run
+    composed with the clip-norm release, or a whole search of such runs. accountant: "rdp"
+    or "pld" (PLD discretized for run.steps, as compute_epsilon does). Guarantee: the ε of
+    that event, exactly as event_epsilons computes it, is <= target and >= 0.99 · target.
+    Solved by dp_accounting.calibrate_dp_mechanism on a bracket found here (steps of 2× from
+    the guess). `what` names the mechanism and `hints` add remedies in the messages.
+    Raises PrivacyError when σ would exceed MAX_NOISE_MULTIPLIER (the target is unreachable;
+    the message says what would help) or fall below MIN_NOISE_MULTIPLIER (the target is so
+    large that it promises nothing).
+    """
+    if not _is_real(target_epsilon) or not math.isfinite(target_epsilon) or target_epsilon <= 0:
+        raise PrivacyError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
+    delta = _check_delta(delta, run.n_train)
+    if accountant not in ("rdp", "pld"):
+        raise PrivacyError(f"accountant must be 'rdp' or 'pld', got {accountant!r}")
+    if not MIN_NOISE_MULTIPLIER <= run.noise_multiplier <= MAX_NOISE_MULTIPLIER:
+        raise PrivacyError(f"the first guess of sigma must be in [{MIN_NOISE_MULTIPLIER:g}, "
+                           f"{MAX_NOISE_MULTIPLIER:g}], got {run.noise_multiplier:g}")
+    target = float(target_epsilon)
+    use_pld = accountant == "pld"
+    # The PLD discretization depends on the event's RDP ε, i.e. on σ: the accountant factory
+    # reads the event calibrate_dp_mechanism built just before asking for it.
+    last_event: list[dp_accounting.DpEvent] = []
+
+    def event_of(sigma: float) -> dp_accounting.DpEvent:
+        last_event[:] = [make_event(run.with_noise(float(sigma)))]
+        return last_event[0]
+
+    def epsilon_of(sigma: float) -> float:
+        epsilon_rdp, _, epsilon_pld = event_epsilons(event_of(sigma), delta, steps=run.steps, pld=use_pld)
+        return epsilon_pld if use_pld else epsilon_rdp
+
+    def make_accountant() -> dp_accounting.PrivacyAccountant:
+        if not use_pld:
+            return _rdp_accountant()
+        return _pld_accountant(rdp_epsilon_of_event(last_event[0], delta)[0], run.steps)
+
+    if epsilon_of(MAX_NOISE_MULTIPLIER) > target:
+        raise _unreachable(run, target, delta, accountant, what, hints)
+    low = high = run.noise_multiplier  # bracket: epsilon_of(low) > target >= epsilon_of(high)
+    if epsilon_of(high) > target:
+        while True:
+            low, high = high, min(2.0 * high, MAX_NOISE_MULTIPLIER)
+            if epsilon_of(high) <= target:
+                break
+    else:
+        while True:
+            low, high = low / 2.0, low
+            if epsilon_of(low) > target:
+                break
+            if low < MIN_NOISE_MULTIPLIER:
+                raise PrivacyError(
+                    f"target epsilon {target:g} is so large that any noise multiplier >= {low:g} meets it "
+                    f"for {what}: such a budget promises no meaningful privacy; choose a smaller target epsilon"
+                )
+    sigma = float(dp_accounting.calibrate_dp_mechanism(
+        make_accountant, event_of, target, delta, mechanism_calibration.ExplicitBracketInterval(low, high),
+        tol=1e-5 * low,
+    ))
+    achieved = epsilon_of(sigma)
+    for _ in range(200):  # "never above the target", for exactly the ε reported later
+        if achieved <= target:
+            break
+        sigma *= 1 + 1e-6
+        achieved = epsilon_of(sigma)
+    if not 0.99 * target <= achieved <= target:
+        raise PrivacyError(
+            f"could not calibrate sigma for {what} to target epsilon {target:g}: got epsilon {achieved:g} "
+            f"at sigma {sigma:g} ({accountant.upper()} accountant)"
+        )
+    return sigma
 
 
 def calibrate_noise_multiplier(
@@ -428,375 +624,16 @@ def calibrate_noise_multiplier(
     The run is as in compute_epsilon (`microbatched` charges σ/2; the σ returned is the one
     to configure, not the charged one). `accountant` is "rdp" or "pld": the ε that must meet
     the target, exactly as compute_epsilon computes it. Guarantee: that ε is <= target and
-    >= 0.99 · target. Uses dp_accounting.calibrate_dp_mechanism on a bracket found here.
-    Raises PrivacyError when σ would exceed MAX_NOISE_MULTIPLIER (target unreachable) or
-    fall below MIN_NOISE_MULTIPLIER (target so large it promises nothing).
+    >= 0.99 · target (calibrate_noise). PLD starts from the RDP answer (it needs a little
+    less noise). Raises PrivacyError when σ would exceed MAX_NOISE_MULTIPLIER (target
+    unreachable) or fall below MIN_NOISE_MULTIPLIER (target so large it promises nothing).
     """
-    _check_n_batch(n, batch_size)
+    run = DPSGDRun.planned(n, batch_size, 1.0, epochs=epochs, microbatched=microbatched)
     delta = _check_delta(delta, n)
-    epochs = _check_epochs(epochs)
-    if not _is_real(target_epsilon) or not math.isfinite(target_epsilon) or target_epsilon <= 0:
-        raise PrivacyError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
-    if accountant not in ("rdp", "pld"):
-        raise PrivacyError(f"accountant must be 'rdp' or 'pld', got {accountant!r}")
-    target = float(target_epsilon)
-    steps = num_steps(n, batch_size, epochs)
-    sampling_rate = batch_size / n
-    microbatched = bool(microbatched)
-    use_pld = accountant == "pld"
-
-    def epsilon_of(sigma: float) -> float:
-        charged = _charged_noise(sigma, microbatched)
-        rdp_eps, _, pld_eps = _epsilons(sampling_rate, charged, steps, delta, use_pld)
-        return pld_eps if use_pld else rdp_eps
-
-    if epsilon_of(MAX_NOISE_MULTIPLIER) > target:
-        hints = [
-            f"more training examples (N = {n})",
-            f"fewer epochs ({epochs:g}, {steps} steps)",
-            f"a smaller batch size / sampling rate (B = {batch_size}, q = {sampling_rate:.3g})",
-            "a larger target epsilon or delta",
-        ]
-        if microbatched:
-            hints.append("per-example clipping (microbatches = batch size), which charges sigma, not sigma/2")
-        if not use_pld:
-            hints.append("the PLD accountant, which is tighter (RDP cannot certify very small epsilon)")
-        raise PrivacyError(
-            f"target epsilon {target:g} at delta {delta:.3g} is unreachable: it would need a "
-            f"noise multiplier above {MAX_NOISE_MULTIPLIER:g} ({accountant.upper()} accountant, "
-            f"N = {n}, B = {batch_size}, {epochs:g} epochs). What would help: "
-            + "; ".join(hints)
-            + "."
-        )
-    # Bracket [low, high] with epsilon_of(low) > target >= epsilon_of(high), stepping by
-    # `factor` from `start`. PLD needs a little less noise than RDP: start from the RDP answer.
-    start, factor = 1.0, 2.0
-    if use_pld:
+    if accountant == "pld":
         try:
-            start = calibrate_noise_multiplier(
-                target, n, batch_size, epochs=epochs, delta=delta, microbatched=microbatched, accountant="rdp"
-            )
-            factor = 1.25
-        except PrivacyError:  # RDP cannot reach a target PLD can: search from scratch
+            run = run.with_noise(calibrate_noise(run, target_epsilon, delta))
+        except PrivacyError:  # RDP cannot reach a target PLD can: search from σ = 1
             pass
-    low = high = start
-    if epsilon_of(start) > target:
-        while True:
-            low, high = high, min(factor * high, MAX_NOISE_MULTIPLIER)
-            if epsilon_of(high) <= target:
-                break
-    else:
-        while True:
-            low, high = low / factor, low
-            if epsilon_of(low) > target:
-                break
-            if low < MIN_NOISE_MULTIPLIER:
-                raise PrivacyError(
-                    f"target epsilon {target:g} is so large that any noise multiplier >= "
-                    f"{low:g} meets it: such a budget promises no meaningful privacy; "
-                    "choose a smaller target epsilon"
-                )
-
-    # The PLD discretization depends on the run's RDP ε, i.e. on σ: the accountant factory
-    # reads the σ of the event calibrate_dp_mechanism built just before asking for it.
-    last_charged: list[float] = [1.0]
-
-    def make_event(sigma: float) -> dp_accounting.DpEvent:
-        last_charged[0] = _charged_noise(sigma, microbatched)
-        return dpsgd_run_event(sampling_rate, last_charged[0], steps)
-
-    def make_accountant() -> dp_accounting.PrivacyAccountant:
-        if not use_pld:
-            return _rdp_accountant()
-        rdp_eps, _ = rdp_epsilon_of_event(dpsgd_run_event(sampling_rate, last_charged[0], steps), delta)
-        return pld_privacy_accountant.PLDAccountant(
-            value_discretization_interval=pld_value_discretization(rdp_eps, steps)
-        )
-
-    sigma = float(
-        dp_accounting.calibrate_dp_mechanism(
-            make_accountant,
-            make_event,
-            target,
-            delta,
-            mechanism_calibration.ExplicitBracketInterval(low, high),
-            tol=1e-5 * low,
-        )
-    )
-    # Guarantee "never above the target" for exactly what compute_epsilon will report.
-    for _ in range(200):
-        if epsilon_of(sigma) <= target:
-            break
-        sigma *= 1 + 1e-6
-    achieved = epsilon_of(sigma)
-    if not (0.99 * target <= achieved <= target):
-        raise PrivacyError(
-            f"could not calibrate sigma to target epsilon {target:g}: got epsilon {achieved:g} "
-            f"at sigma {sigma:g} ({accountant.upper()} accountant)"
-        )
-    return sigma
-
-
-# --------------------------------------------------------------------------------------------
-# Privacy cost of the hyperparameter search
-# --------------------------------------------------------------------------------------------
-
-
-class TrialPrivacy(NamedTuple):
-    """One training run as the accountant sees it (a plain (q, σ, steps) tuple also works).
-
-    sampling_rate: q = batch_size / n; charged_noise_multiplier: σ the accountant charges
-    (already σ/2 for a microbatched run, see trial_privacy); steps: number of steps T.
-    """
-
-    sampling_rate: float
-    charged_noise_multiplier: float
-    steps: int
-
-
-def trial_privacy(
-    n: int,
-    batch_size: int,
-    noise_multiplier: float,
-    *,
-    epochs: float | None = None,
-    steps: int | None = None,
-    microbatched: bool = False,
-) -> TrialPrivacy:
-    """TrialPrivacy of a DP-SGD run given as in compute_epsilon (σ halved when microbatched)."""
-    _check_n_batch(n, batch_size)
-    sigma = _check_noise(noise_multiplier)
-    total_steps = _resolve_steps(n, batch_size, epochs, steps)
-    return TrialPrivacy(batch_size / n, _charged_noise(sigma, bool(microbatched)), total_steps)
-
-
-def _check_trial(trial: Any) -> TrialPrivacy:
-    try:
-        sampling_rate, charged, steps = trial
-    except (TypeError, ValueError):
-        raise PrivacyError(
-            f"a trial must be (sampling_rate, charged_noise_multiplier, steps), got {trial!r}"
-        ) from None
-    if not _is_real(sampling_rate) or not 0 < sampling_rate <= 1:
-        raise PrivacyError(f"trial sampling_rate must be in (0, 1], got {sampling_rate!r}")
-    _check_noise(charged)
-    if not _is_int(steps) or steps < 1:
-        raise PrivacyError(f"trial steps must be an integer >= 1, got {steps!r}")
-    return TrialPrivacy(float(sampling_rate), float(charged), int(steps))
-
-
-def _check_trials(trials: Any) -> list[TrialPrivacy]:
-    """One trial or a non-empty sequence of trials -> list of TrialPrivacy."""
-    if isinstance(trials, tuple) and len(trials) == 3 and all(_is_real(v) for v in trials):
-        return [_check_trial(trials)]
-    try:
-        items = list(trials)
-    except TypeError:
-        raise PrivacyError(f"trials must be a TrialPrivacy or a list of them, got {trials!r}") from None
-    if not items:
-        raise PrivacyError("trials must not be empty")
-    return [_check_trial(t) for t in items]
-
-
-@dataclass(frozen=True)
-class SearchCost:
-    """The (ε, δ) guarantee of a hyperparameter search (see `covers` for what it protects).
-
-    epsilon: ε of the whole search by the RDP accountant (math.inf when a trial has σ = 0);
-    rdp_order: the order attaining it; epsilon_pld: PLD ε (naive composition only, when
-    asked); single_trial_epsilon: RDP ε of the most expensive single trial at the same δ;
-    method: "repeat_and_select" or "naive_composition"; distribution: "poisson",
-    "truncated_negative_binomial" or None; mean_trials: E[K]; eta, gamma: the truncated
-    negative binomial's parameters (None for Poisson); num_trials: K (naive composition).
-    """
-
-    epsilon: float
-    rdp_order: float | None
-    delta: float
-    method: str
-    single_trial_epsilon: float
-    trials: tuple[TrialPrivacy, ...]
-    covers: str
-    distribution: str | None = None
-    mean_trials: float | None = None
-    eta: float | None = None
-    gamma: float | None = None
-    num_trials: int | None = None
-    epsilon_pld: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "epsilon": self.epsilon,
-            "rdp_order": self.rdp_order,
-            "epsilon_pld": self.epsilon_pld,
-            "delta": self.delta,
-            "method": self.method,
-            "single_trial_epsilon": self.single_trial_epsilon,
-            "distribution": self.distribution,
-            "mean_trials": self.mean_trials,
-            "eta": self.eta,
-            "gamma": self.gamma,
-            "num_trials": self.num_trials,
-            "trials": [list(t) for t in self.trials],
-            "covers": self.covers,
-        }
-
-
-def _single_trial_epsilon(trials: Sequence[TrialPrivacy], delta: float) -> float:
-    """The largest RDP ε of one trial."""
-    if any(t.charged_noise_multiplier == 0 for t in trials):
-        return math.inf
-    return max(epsilon_of_rdp(trials_rdp([t]), delta)[0] for t in trials)
-
-
-def search_cost_repeat_and_select(
-    trials: TrialPrivacy | Iterable[TrialPrivacy],
-    *,
-    delta: float,
-    distribution: str = "poisson",
-    mean_trials: float | None = None,
-    eta: float | None = None,
-    gamma: float | None = None,
-) -> SearchCost:
-    """ε of releasing only the best of a random number K of trials (Papernot & Steinke 2022).
-
-    What ε covers: the output of the selected trial (its model, every checkpoint of it, its
-    hyperparameters and score). It does NOT cover the outputs or scores of the other trials
-    (publish those and use search_cost_naive_composition), and it holds only if K really is
-    random with the stated distribution (drawn independently of the data; the search must not
-    stop early because of results) and the candidate hyperparameters are chosen without
-    looking at the private data. Each trial is a DP-SGD run (see TrialPrivacy).
-
-    trials: one TrialPrivacy (or (q, σ_charged, steps) tuple), or several when candidates
-    differ; then every candidate is bounded by the order-wise maximum of their RDP curves.
-    distribution "poisson": K ~ Poisson(mean_trials). "truncated_negative_binomial": shape
-    eta >= 0 (1: geometric, 0: logarithmic) and either mean_trials = E[K] >= 1 or
-    gamma in (0, 1) (E[K] = η(1−γ)/(γ(1−γ^η))). Computed by the RDP accountant with
-    dp_accounting.dp_event.RepeatAndSelectDpEvent (several candidates: the same dp_accounting
-    routine on the maximum RDP curve).
-    """
-    trial_list = _check_trials(trials)
-    if not _is_real(delta) or not 0 < delta < 1:
-        raise PrivacyError(f"delta must be a number in (0, 1), got {delta!r}")
-    delta = float(delta)
-    if distribution == "poisson":
-        if eta is not None or gamma is not None:
-            raise PrivacyError(
-                f"eta and gamma apply to the truncated negative binomial only, got eta={eta!r}, gamma={gamma!r}"
-            )
-        if not _is_real(mean_trials) or not math.isfinite(mean_trials) or mean_trials < 1:
-            raise PrivacyError(f"mean_trials must be a number >= 1, got {mean_trials!r}")
-        shape, mean = math.inf, float(mean_trials)
-    elif distribution == "truncated_negative_binomial":
-        if not _is_real(eta) or not math.isfinite(eta) or eta < 0:
-            raise PrivacyError(f"eta (shape) must be a finite number >= 0, got {eta!r}")
-        shape = float(eta)
-        if (mean_trials is None) == (gamma is None):
-            raise PrivacyError(
-                f"give exactly one of mean_trials and gamma, got mean_trials={mean_trials!r}, gamma={gamma!r}"
-            )
-        if gamma is not None:
-            if not _is_real(gamma) or not 0 < gamma < 1:
-                raise PrivacyError(f"gamma must be a number in (0, 1), got {gamma!r}")
-            mean = float(rdp_privacy_accountant._truncated_negative_binomial_mean(float(gamma), shape))
-        else:
-            if not _is_real(mean_trials) or not math.isfinite(mean_trials) or mean_trials < 1:
-                raise PrivacyError(f"mean_trials must be a number >= 1, got {mean_trials!r}")
-            mean = float(mean_trials)
-            gamma = float(rdp_privacy_accountant._gamma_truncated_negative_binomial(shape, mean))
-    else:
-        raise PrivacyError(
-            f"distribution must be 'poisson' or 'truncated_negative_binomial', got {distribution!r}"
-        )
-
-    single = _single_trial_epsilon(trial_list, delta)
-    if not math.isfinite(single):
-        epsilon, order = math.inf, None
-    elif len(trial_list) == 1:
-        t = trial_list[0]
-        event = dp_accounting.dp_event.RepeatAndSelectDpEvent(
-            dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps), mean, shape
-        )
-        epsilon, order = rdp_epsilon_of_event(event, delta)
-    else:
-        curves = []
-        for t in trial_list:
-            accountant = _rdp_accountant()
-            accountant.compose(dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps))
-            curves.append(accountant.rdp)
-        orders = np.asarray(RDP_ORDERS)
-        rdp = rdp_privacy_accountant._compute_rdp_repeat_and_select(
-            orders, np.max(curves, axis=0), mean, shape
-        )
-        epsilon, order = rdp_privacy_accountant.compute_epsilon(orders, rdp, delta)
-        epsilon = float(epsilon)
-        order = float(order) if math.isfinite(epsilon) else None
-    covers = (
-        "the release of the single best trial (its model and all its checkpoints, its "
-        f"hyperparameters and score) out of a random number of trials K ~ {distribution}"
-        f" with E[K] = {mean:g}; not the other trials' outputs or scores"
-    )
-    return SearchCost(
-        epsilon=epsilon,
-        rdp_order=order,
-        delta=delta,
-        method="repeat_and_select",
-        single_trial_epsilon=single,
-        trials=tuple(trial_list),
-        covers=covers,
-        distribution=distribution,
-        mean_trials=mean,
-        eta=None if distribution == "poisson" else shape,
-        gamma=None if distribution == "poisson" else float(gamma),
-    )
-
-
-def search_cost_naive_composition(
-    trials: TrialPrivacy | Iterable[TrialPrivacy],
-    *,
-    delta: float,
-    num_trials: int = 1,
-    pld: bool = False,
-) -> SearchCost:
-    """ε of releasing the outputs of all trials: plain composition of every trial.
-
-    What ε covers: everything every trial produced (all models, checkpoints, scores), so it
-    also covers releasing all results of an Optuna study and any adaptive choice of the next
-    trial. trials: one TrialPrivacy (or (q, σ_charged, steps) tuple), repeated `num_trials`
-    times, or a list of them (one per trial, configurations may differ; `num_trials` then
-    repeats the whole list). RDP ε by dp_accounting's RdpAccountant on the composed events,
-    PLD ε too when `pld`.
-    """
-    trial_list = _check_trials(trials)
-    if not _is_real(delta) or not 0 < delta < 1:
-        raise PrivacyError(f"delta must be a number in (0, 1), got {delta!r}")
-    if not _is_int(num_trials) or num_trials < 1:
-        raise PrivacyError(f"num_trials must be an integer >= 1, got {num_trials!r}")
-    delta = float(delta)
-    single = _single_trial_epsilon(trial_list, delta)
-    total_steps = int(num_trials) * sum(t.steps for t in trial_list)
-    if not math.isfinite(single):
-        epsilon, order, epsilon_pld = math.inf, None, (math.inf if pld else None)
-    else:
-        epsilon, order = epsilon_of_rdp(int(num_trials) * trials_rdp(trial_list), delta)
-        epsilon_pld = None
-        if pld:
-            event = dp_accounting.SelfComposedDpEvent(
-                dp_accounting.ComposedDpEvent(
-                    [dpsgd_run_event(t.sampling_rate, t.charged_noise_multiplier, t.steps) for t in trial_list]
-                ),
-                int(num_trials),
-            )
-            epsilon_pld = pld_epsilon_of_event(event, delta, epsilon, total_steps)
-    count = int(num_trials) * len(trial_list)
-    return SearchCost(
-        epsilon=epsilon,
-        rdp_order=order,
-        delta=delta,
-        method="naive_composition",
-        single_trial_epsilon=single,
-        trials=tuple(trial_list),
-        covers=f"the release of all outputs and scores of all {count} trials",
-        num_trials=count,
-        epsilon_pld=epsilon_pld,
-    )
+    hints = ["the PLD accountant, which is tighter (RDP cannot certify very small epsilon)"] if accountant == "rdp" else []
+    return calibrate_noise(run, target_epsilon, delta, accountant=accountant, hints=hints)

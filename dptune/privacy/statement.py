@@ -4,8 +4,8 @@ Every face of dptune (the Export and Trade-offs pages, `dptune export`, the expo
 `dptune train`, the README) renders a `PrivacyStatement` built here, so they say the same
 thing in the same words. It states, for one training run:
 
-- the ε of training (RDP and PLD, at δ; T steps of the Poisson-subsampled Gaussian, σ/2
-  charged when microbatched);
+- the ε of training (RDP and PLD, at δ) of its `DPSGDRun` (T steps of the Poisson-subsampled
+  Gaussian, σ/2 charged when microbatched);
 - the ε of each data-dependent release made before training: the clip-norm histograms
   (pure ε-DP Laplace releases, composed with training by dp_accounting) and the
   preprocessing statistics (composed by adding ε and δ);
@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dptune import privacy
-from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.privacy.accountant import DPSGDRun, delta_warning, privacy_report
+from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig
 
 UNIT_OF_PRIVACY = (
@@ -73,7 +73,7 @@ def format_sigma(value: float, digits: int = 4) -> str:
 def delta_warnings(delta: float, n: int) -> tuple[str, ...]:
     """Warnings for a δ that promises little: δ ≥ 1/N, or δ > LARGE_DELTA."""
     out = []
-    too_large = privacy.delta_warning(delta, n)
+    too_large = delta_warning(delta, n)
     if too_large:
         out.append(too_large)
     if delta > LARGE_DELTA:
@@ -84,7 +84,7 @@ def delta_warnings(delta: float, n: int) -> tuple[str, ...]:
 
 def is_unsafe_delta(delta: float, n: int) -> bool:
     """δ ≥ 1/N: publishing one random row meets such a guarantee (`dptune train` refuses it)."""
-    return delta >= 1.0 / n
+    return delta_warning(delta, n) is not None
 
 
 @dataclass(frozen=True)
@@ -123,16 +123,19 @@ class SearchPart:
 
 @dataclass(frozen=True)
 class PrivacyStatement:
-    """What one training run's ε covers; build it with `statement_for_run`."""
+    """What one training run's ε covers; build it with `statement_for_run`.
 
-    n_train: int
+    run: the run as the accountant charged it (N, B, σ, steps, microbatching); delta: δ of
+    training; sampling: the sampler ("poisson" or "shuffle"); noise_is_secret: False voids
+    every ε; epsilon_training_rdp / _pld: ε of training alone (RDP at rdp_order, PLD);
+    clip, preprocessing: the releases before training; epsilon_total, delta_total: training
+    and those releases together; search: what the search that chose the run spent.
+    """
+
+    run: DPSGDRun
     delta: float
     sampling: str
     noise_is_secret: bool
-    steps: int
-    noise_multiplier: float
-    charged_noise_multiplier: float
-    microbatched: bool
     epsilon_training_rdp: float
     epsilon_training_pld: float | None
     rdp_order: float | None
@@ -162,10 +165,10 @@ class PrivacyStatement:
             + f"; unit of privacy: {UNIT_OF_PRIVACY}",
             f"  training: ε = {eps(self.epsilon_training_rdp)} (RDP"
             + (f", order {self.rdp_order:g}" if self.rdp_order else "")
-            + f"), ε = {eps(self.epsilon_training_pld)} (PLD) at δ = {self.delta:.3g}; {self.steps} steps, "
-            f"σ = {format_sigma(self.noise_multiplier)}"
-            + (f" charged as σ/2 = {format_sigma(self.charged_noise_multiplier)} (microbatched: sensitivity 2C)"
-               if self.microbatched else "")
+            + f"), ε = {eps(self.epsilon_training_pld)} (PLD) at δ = {self.delta:.3g}; {self.run.steps} steps, "
+            f"σ = {format_sigma(self.run.noise_multiplier)}"
+            + (f" charged as σ/2 = {format_sigma(self.run.charged_noise_multiplier)} (microbatched: sensitivity 2C)"
+               if self.run.microbatched else "")
             + f", {self.sampler_text}",
         ]
         if self.clip is not None:
@@ -239,20 +242,14 @@ def statement_for_run(
     before training (0: C cost nothing). preprocessing: the release of preprocessing
     statistics (default: none fitted, ε = 0)."""
     preprocessing = preprocessing or Release("preprocessing", 0.0, 0.0, "nothing fitted on the rows")
-    microbatched = not config.per_example
-    report = privacy.compute_epsilon(n_train, config.batch_size, config.noise_multiplier, steps=steps,
-                                     delta=delta, microbatched=microbatched)
-    run = TrainingPrivacy(n_train, config.batch_size, config.noise_multiplier, steps, microbatched)
+    run = DPSGDRun.of_config(config, n_train, steps)
+    report = privacy_report(run, delta)
     with_clip = epsilon_with_clip_selection(run, clip_epsilon, delta)[0] if clip_epsilon > 0 else report.epsilon_rdp
     return PrivacyStatement(
-        n_train=n_train,
+        run=run,
         delta=delta,
         sampling=config.sampling,
         noise_is_secret=config.noise_is_secret,
-        steps=steps,
-        noise_multiplier=config.noise_multiplier,
-        charged_noise_multiplier=report.charged_noise_multiplier,
-        microbatched=microbatched,
         epsilon_training_rdp=report.epsilon_rdp,
         epsilon_training_pld=report.epsilon_pld,
         rdp_order=report.rdp_order,

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dptune.data import resolve_dataset
 from dptune.errors import ConfigError
+from dptune.privacy.accountant import default_delta
 from dptune.privacy.statement import (
     PrivacyStatement,
     SearchPart,
@@ -103,11 +104,11 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         "epsilon_rdp": finite_or_none(statement.epsilon_training_rdp),
         "epsilon_pld": finite_or_none(statement.epsilon_training_pld),
         "rdp_order": statement.rdp_order,
-        "steps": steps,
-        "sampling_rate": config.batch_size / n_train,
-        "noise_multiplier": config.noise_multiplier,
-        "charged_noise_multiplier": statement.charged_noise_multiplier,
-        "microbatched": statement.microbatched,
+        "steps": statement.run.steps,
+        "sampling_rate": statement.run.sampling_rate,
+        "noise_multiplier": statement.run.noise_multiplier,
+        "charged_noise_multiplier": statement.run.charged_noise_multiplier,
+        "microbatched": statement.run.microbatched,
         "delta": delta,
         "clip_norm_selection": None if not clip else {
             "source": clip["source"], "quantile": clip.get("quantile"), "epsilon": clip["epsilon"],
@@ -260,8 +261,8 @@ def check_delta(delta: float, n_train: int, *, force: bool) -> None:
     if is_unsafe_delta(delta, n_train) and not force:
         raise ConfigError(
             f"delta = {delta:.3g} is not below 1/N = {1 / n_train:.3g} (N = {n_train}): publishing one random "
-            "training row meets such a guarantee. Use a smaller delta (e.g. "
-            f"{1 / n_train ** 1.1:.3g}), or pass --force-unsafe-delta to train anyway."
+            "training row meets such a guarantee. Use a smaller delta (e.g. the default 1/N^1.1 = "
+            f"{default_delta(n_train):.3g}), or pass --force-unsafe-delta to train anyway."
         )
 
 

@@ -147,8 +147,11 @@ class TrialCount:
 
 
 def tnb_mean(gamma: float, shape: float) -> float:
-    """E[K] of the truncated negative binomial (Papernot & Steinke 2022):
-    η(1−γ)/(γ(1−γ^η)); η → 0 is the logarithmic distribution."""
+    """E[K] of the truncated negative binomial with halting probability γ in (0, 1) and shape
+    η > 0 (Papernot & Steinke 2022, Definition 1): η(1−γ)/(γ(1−γ^η)); η = 1 is the geometric
+    distribution, E[K] = 1/γ, and η → 0 the logarithmic one. dptune's one definition: the
+    accountant (`dptune.privacy.search_cost`) takes E[K] and η, as dp_accounting's
+    RepeatAndSelectDpEvent does, and never needs γ."""
     return shape * (1 - gamma) / (gamma * (1 - gamma**shape))
 
 

@@ -6,15 +6,14 @@ Every trial writes its whole story as user attributes while it runs (docs/INTERF
 device when it ends, and `fail_reason` when it fails (NaN loss, out of memory, ...). A
 failed trial is stored as FAIL and the study goes on.
 
-Objective values: budgeted -> validation accuracy (maximise); pareto -> (validation
-accuracy, ε, training seconds) (maximise, minimise, minimise); recipe -> the noise
-multiplier sigma (maximise) under the constraint "accuracy within tolerance of the
-non-private baseline" (`recipe_shortfall` <= 0; see dptune.study.recipe).
+What a trial optimises and how its σ is chosen belong to its search mode
+(dptune.study.modes): `make_objective` asks the mode for the config and for the value to
+report. The recipe's phased trials have their own objective (dptune.study.recipe), built
+from the pieces here: `run_trial`, `config_or_fail`, `is_planned`, `refuse_surplus`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import socket
@@ -28,8 +27,10 @@ from dptune import privacy
 from dptune.data.dataset import Dataset
 from dptune.engine.runtime import device_name, is_out_of_memory
 from dptune.errors import DPTuneError
+from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig, ModelSpec
-from dptune.spec.search import PER_EXAMPLE, SearchSpec
+from dptune.spec.search import SearchSpec
+from dptune.study.modes import mode_for
 
 TrainFn = Callable[..., Any]
 
@@ -49,38 +50,7 @@ class TrialFailed(Exception):
     and, because the study catches it, goes on with the next trial."""
 
 
-# ---------------------------------------------------------------------------- calibration
-@functools.lru_cache(maxsize=256)
-def calibrated_noise_multiplier(
-    target_epsilon: float, n_train: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
-    epsilon_includes_search_cost: bool = False, trials: tuple | None = None, clip_epsilon: float = 0.0,
-) -> float:
-    """sigma that makes one trial's RDP ε hit `target_epsilon` (budgeted mode).
-
-    clip_epsilon: ε already spent choosing C privately; the target then bounds the run
-    composed with that selection. With `epsilon_includes_search_cost`, the target bounds the
-    whole search instead (dptune.privacy.search_cost.calibrate_search_noise), `trials` being
-    TrialCount.to_dict() as a sorted tuple of items.
-    """
-    if epsilon_includes_search_cost:
-        from dptune.privacy.search_cost import calibrate_search_noise
-
-        return calibrate_search_noise(
-            target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
-            trials=dict(trials), clip_epsilon=clip_epsilon,
-        )
-    if clip_epsilon > 0:
-        from dptune.privacy.search_cost import calibrate_with_clip_selection
-
-        return calibrate_with_clip_selection(
-            target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched,
-            clip_epsilon=clip_epsilon,
-        )
-    return privacy.calibrate_noise_multiplier(
-        target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched
-    )
-
-
+# ---------------------------------------------------------------------------- clip selection
 def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
     """Total pure ε of every clip-norm histogram released on the study's dataset, composed
     into every trial: the recipe's own release plus what was spent before the search (the
@@ -101,83 +71,21 @@ def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
 def total_with_clip(n_train: int, delta: float, clip_epsilon: float):
     """extra_epsilon for run_trial: (config, steps) -> RDP ε of the run composed with the
     clip selection (None when sigma = 0)."""
-    from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
 
     def extra(config: DPSGDConfig, steps: int) -> float | None:
         if config.noise_multiplier == 0 or steps <= 0:
             return None
-        run = TrainingPrivacy(n_train, config.batch_size, config.noise_multiplier, steps, not config.per_example)
-        return epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
+        return epsilon_with_clip_selection(privacy.DPSGDRun.of_config(config, n_train, steps), clip_epsilon, delta)[0]
 
     return extra
 
 
 # ---------------------------------------------------------------------------- suggestions
-def suggest_log(trial: optuna.Trial, name: str, bounds: tuple, *, integer: bool = False):
-    """A value in [low, high] on a log scale; a fixed value when low == high (not a param)."""
-    low, high = bounds
-    if low == high:
-        return low
-    if integer:
-        return trial.suggest_int(name, int(low), int(high), log=True)
-    return trial.suggest_float(name, float(low), float(high), log=True)
-
-
-def suggest_microbatches(trial: optuna.Trial, choices: tuple, batch_size: int) -> int:
-    """m from the choices ("per_example" = B; a choice above B is capped at B)."""
-    if len(choices) == 1:
-        choice = choices[0]
-    else:
-        choice = trial.suggest_categorical("num_microbatches", list(choices))
-    return batch_size if choice == PER_EXAMPLE else min(int(choice), batch_size)
-
-
 def suggest_config(trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: float,
                    clip_epsilon: float = 0.0) -> DPSGDConfig:
-    """The DP-SGD config of a search trial, for the spec's mode (clip_epsilon: see
-    calibrated_noise_multiplier)."""
-    ranges = spec.ranges
-    base = spec.base_config()
-    if spec.mode == "recipe":
-        return base.replace(
-            l2_norm_clip=float(trial.study.user_attrs["recipe"]["clip"]["l2_norm_clip"]),
-            noise_multiplier=float(suggest_log(trial, "noise_multiplier", ranges.noise_multiplier)),
-            learning_rate=float(suggest_log(trial, "learning_rate", ranges.learning_rate)),
-            num_microbatches=1,
-            batch_size=spec.recipe.batch_size,
-            epochs=spec.recipe.epochs,
-        )
-    clip = float(suggest_log(trial, "l2_norm_clip", ranges.l2_norm_clip))
-    learning_rate = float(suggest_log(trial, "learning_rate", ranges.learning_rate))
-    batch_size = int(suggest_log(trial, "batch_size", (min(ranges.batch_size[0], n_train),
-                                                        min(ranges.batch_size[1], n_train)), integer=True))
-    epochs = int(suggest_log(trial, "epochs", ranges.epochs, integer=True))
-    microbatches = suggest_microbatches(trial, ranges.num_microbatches, batch_size)
-    if base.sampling == "shuffle":
-        while batch_size % microbatches:  # TF Privacy's shuffle batches need m | B
-            microbatches -= 1
-    if spec.mode == "pareto":
-        sigma = float(suggest_log(trial, "noise_multiplier", ranges.noise_multiplier))
-    else:
-        sigma = calibrated_noise_multiplier(
-            spec.target_epsilon, n_train, batch_size, float(epochs), delta, microbatches < batch_size,
-            spec.epsilon_includes_search_cost,
-            tuple(sorted(_trials_key(spec).items())) if spec.epsilon_includes_search_cost else None,
-            float(clip_epsilon),
-        )
-    return base.replace(
-        l2_norm_clip=clip,
-        noise_multiplier=sigma,
-        num_microbatches=microbatches,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        epochs=epochs,
-    )
-
-
-def _trials_key(spec: SearchSpec) -> dict:
-    value = spec.n_trials.to_dict()
-    return {"distribution": "fixed", "n": value} if isinstance(value, int) else value
+    """The DP-SGD config of a search trial, as the spec's mode suggests it
+    (dptune.study.modes.SearchMode.suggest_config)."""
+    return mode_for(spec.mode).suggest_config(trial, spec, n_train, delta, clip_epsilon)
 
 
 # ---------------------------------------------------------------------------- recording
@@ -380,27 +288,25 @@ def config_or_fail(trial: optuna.Trial, make: Callable[[], DPSGDConfig]) -> DPSG
 
 
 def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn: TrainFn | None = None):
-    """The Optuna objective for a study created by dptune.study.search.create_study."""
-    if spec.mode == "recipe":
-        from dptune.study.recipe import make_recipe_objective
+    """The Optuna objective of a study whose trials are all alike (a mode that is not `phased`:
+    budgeted, pareto; dptune.study.search picks the recipe's own for a recipe study).
 
-        return make_recipe_objective(spec, dataset, delta=delta, train_fn=train_fn)
+    Each trial: refuse it if it is a surplus one, take its config from the mode (a user-level
+    error fails the trial), train it (reporting to the pruner when the mode prunes), and
+    return the mode's objective value. Raises TrialFailed / optuna.TrialPruned (recorded)."""
+    mode = mode_for(spec.mode)
 
     def objective(trial: optuna.Trial):
         if not is_planned(trial):
             refuse_surplus(trial)
         trial.set_user_attr("sampler", spec.sampler)
         clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
-        config = config_or_fail(trial, lambda: suggest_config(trial, spec, dataset.n_train, delta, clip_epsilon))
+        config = config_or_fail(trial, lambda: mode.suggest_config(trial, spec, dataset.n_train, delta, clip_epsilon))
         result = run_trial(
-            trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE,
-            prune=spec.mode != "pareto", train_fn=train_fn,
+            trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE, prune=mode.prunes,
+            train_fn=train_fn,
             extra_epsilon=total_with_clip(dataset.n_train, delta, clip_epsilon) if clip_epsilon > 0 else None,
         )
-        if spec.mode == "pareto":
-            epsilon = trial.user_attrs.get("epsilon_total")  # with the clip selection, if any
-            return float(result.val_accuracy), float(epsilon if epsilon is not None else result.epsilon_rdp), \
-                float(result.train_seconds)
-        return float(result.val_accuracy)
+        return mode.objective_value(result, trial)
 
     return objective

@@ -37,8 +37,9 @@ from dptune.data import resolve_dataset
 from dptune.data.dataset import Dataset
 from dptune.engine.profile import gradient_norm_profile
 from dptune.errors import PrivacyError
+from dptune.privacy.accountant import DPSGDRun
 from dptune.privacy.clip_quantile import ClipSelection, private_clip_norm, public_clip_norm
-from dptune.privacy.search_cost import TrainingPrivacy, calibrate_with_clip_selection, epsilon_with_clip_selection
+from dptune.privacy.search_cost import calibrate_with_clip_selection, epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig
 from dptune.spec.search import SearchSpec
 from dptune.study.objective import (
@@ -97,32 +98,25 @@ class ScaledConfig:
 
 def _required_sigma(target: float, n: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
                     clip_epsilon: float) -> float | None:
+    """The least sigma whose run (microbatched or not) with the clip selection meets `target`:
+    calibrated; MIN_NOISE_MULTIPLIER when even that little noise meets it; None when
+    unreachable."""
     try:
         return calibrate_with_clip_selection(
             target, n, batch_size, epochs=epochs, delta=delta, microbatched=microbatched, clip_epsilon=clip_epsilon
         )
-    except PrivacyError:
-        # either unreachable, or so loose a target that even tiny noise meets it
-        tiny = privacy.MIN_NOISE_MULTIPLIER
-        config = DPSGDConfig(noise_multiplier=tiny, num_microbatches=1 if microbatched else batch_size,
-                             batch_size=batch_size, epochs=epochs)
-        if microbatched and batch_size == 1:
-            return None
-        return tiny if total_epsilon(n, config, delta, clip_epsilon)[1] <= target else None
+    except PrivacyError:  # unreachable, or so loose a target that even the least noise meets it
+        least = DPSGDRun.planned(n, batch_size, privacy.MIN_NOISE_MULTIPLIER, epochs=epochs, microbatched=microbatched)
+        meets = epsilon_with_clip_selection(least, clip_epsilon, delta)[0] <= target
+        return least.noise_multiplier if meets else None
 
 
 def total_epsilon(n: int, config: DPSGDConfig, delta: float, clip_epsilon: float,
                   steps: int | None = None) -> tuple[float, float]:
     """(training RDP ε, RDP ε with the clip selection) of a config (steps: default the full run)."""
-    steps = privacy.num_steps(n, config.batch_size, config.epochs) if steps is None else steps
-    training = privacy.compute_epsilon(
-        n, config.batch_size, config.noise_multiplier, steps=steps, delta=delta,
-        microbatched=not config.per_example, pld=False,
-    ).epsilon_rdp
-    if clip_epsilon <= 0:
-        return training, training
-    run = TrainingPrivacy(n, config.batch_size, config.noise_multiplier, steps, not config.per_example)
-    return training, epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
+    run = DPSGDRun.of_config(config, n, steps)
+    training = privacy.privacy_report(run, delta, pld=False).epsilon_rdp
+    return training, (epsilon_with_clip_selection(run, clip_epsilon, delta)[0] if clip_epsilon > 0 else training)
 
 
 def scale_noise(
@@ -171,10 +165,9 @@ def scale_noise(
 
 def _per_example_feasible(sigma_m1: float, target: float, n: int, batch_size: int, epochs: float, delta: float,
                           clip_epsilon: float) -> bool:
-    """Does m = B with sigma = B*sigma1 meet the target?"""
-    config = DPSGDConfig(noise_multiplier=batch_size * sigma_m1, num_microbatches=batch_size,
-                         batch_size=batch_size, epochs=epochs)
-    return total_epsilon(n, config, delta, clip_epsilon)[1] <= target
+    """Does m = B (per-example) with sigma = B*sigma1 meet the target?"""
+    run = DPSGDRun.planned(n, batch_size, batch_size * sigma_m1, epochs=epochs)
+    return epsilon_with_clip_selection(run, clip_epsilon, delta)[0] <= target
 
 
 def _suggestions(sigma_m1: float, target: float, n: int, batch_size: int, epochs: float, delta: float,

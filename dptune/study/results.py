@@ -19,9 +19,10 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from dptune import privacy
-from dptune.privacy.search_cost import TrainingPrivacy, naive_search_epsilon, repeat_and_select_epsilon
+from dptune.privacy.accountant import DPSGDRun, num_steps
+from dptune.privacy.search_cost import search_cost_naive_composition, search_cost_repeat_and_select
 from dptune.spec.search import PER_EXAMPLE, SearchSpec
+from dptune.study.modes import _trials_key, calibrated_noise_multiplier
 from dptune.study.objective import study_clip_epsilon
 
 FRAME_COLUMNS = [
@@ -158,14 +159,14 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
 
 
 # ---------------------------------------------------------------------------- search cost
-def _run_of(trial: FrozenTrial, n_train: int) -> TrainingPrivacy | None:
+def _run_of(trial: FrozenTrial, n_train: int) -> DPSGDRun | None:
     """What a trial spent: completed/pruned -> the steps it ran; failed, killed or still
     running -> its whole planned run (what happened after its last epoch is unknown)."""
     config = trial.user_attrs.get("config")
     if not config or is_surplus(trial):
         return None
     planned = int(trial.user_attrs.get("steps_planned")
-                  or privacy.num_steps(n_train, config["batch_size"], config["epochs"]))
+                  or num_steps(n_train, config["batch_size"], config["epochs"]))
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         steps = int(trial.user_attrs.get("steps_done") or 0)
         history = trial.user_attrs.get("history") or []
@@ -173,20 +174,18 @@ def _run_of(trial: FrozenTrial, n_train: int) -> TrainingPrivacy | None:
             steps = int(history[-1]["step"])
     else:
         steps = planned
-    return TrainingPrivacy(
+    return DPSGDRun(
         n_train=n_train, batch_size=int(config["batch_size"]), noise_multiplier=float(config["noise_multiplier"]),
         steps=steps, microbatched=int(config["num_microbatches"]) < int(config["batch_size"]),
     )
 
 
-def _candidate_runs(spec: SearchSpec, n_train: int, delta: float, clip_epsilon: float = 0.0) -> list[TrainingPrivacy]:
+def _candidate_runs(spec: SearchSpec, n_train: int, delta: float, clip_epsilon: float = 0.0) -> list[DPSGDRun]:
     """Every privacy curve a trial of a budgeted search with fixed B and epochs can have:
     one per microbatch choice (per-example or microbatched, each with its calibrated sigma)."""
-    from dptune.study.objective import _trials_key, calibrated_noise_multiplier
-
     batch_size = int(min(spec.ranges.batch_size[0], n_train))
     epochs = float(spec.ranges.epochs[0])
-    steps = privacy.num_steps(n_train, batch_size, epochs)
+    steps = num_steps(n_train, batch_size, epochs)
     runs = {}
     for choice in spec.ranges.num_microbatches:
         m = batch_size if choice == PER_EXAMPLE else min(int(choice), batch_size)
@@ -196,7 +195,7 @@ def _candidate_runs(spec: SearchSpec, n_train: int, delta: float, clip_epsilon: 
             tuple(sorted(_trials_key(spec).items())) if spec.epsilon_includes_search_cost else None,
             float(clip_epsilon),
         )
-        runs[microbatched] = TrainingPrivacy(n_train, batch_size, sigma, steps, microbatched)
+        runs[microbatched] = DPSGDRun(n_train, batch_size, sigma, steps, microbatched)
     return list(runs.values())
 
 
@@ -232,13 +231,14 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
             total = _total_epsilon(trial)
             per_trial.append(math.inf if total is None else total)
     clip_epsilon = study_clip_epsilon(study.user_attrs)
-    naive = naive_search_epsilon(runs, delta, clip_epsilon=clip_epsilon) if runs else 0.0
+    naive = search_cost_naive_composition(runs, delta=delta, clip_epsilon=clip_epsilon).epsilon
     notes = []
     repeat = None
     if spec.n_trials.random and spec.mode == "budgeted":
-        candidates = _candidate_runs(spec, n_train, delta, clip_epsilon)
-        repeat = repeat_and_select_epsilon(candidates, spec.n_trials.mean, spec.n_trials.accountant_shape, delta,
-                                           clip_epsilon=clip_epsilon)
+        repeat = search_cost_repeat_and_select(
+            _candidate_runs(spec, n_train, delta, clip_epsilon), delta=delta, distribution=spec.n_trials.distribution,
+            mean_trials=spec.n_trials.mean, eta=spec.n_trials.shape, clip_epsilon=clip_epsilon,
+        ).epsilon
         notes.append(
             f"the number of trials was drawn from a {spec.n_trials.distribution.replace('_', ' ')} distribution "
             f"(mean {spec.n_trials.mean:g}); releasing only the selected trial costs ε = {repeat:.3g} "
@@ -279,19 +279,3 @@ def update_search_cost(study: optuna.Study) -> dict[str, Any]:
     study.set_user_attr("search_cost", cost)
     return cost
 
-
-def study_summary(study: optuna.Study) -> dict[str, Any]:
-    """Counts by state, the best trial within the target ε and the search cost."""
-    frame = trials_frame(study)
-    best = best_trial_within(study)
-    return {
-        "study": study.study_name,
-        "mode": study.user_attrs.get("mode"),
-        "target_epsilon": study.user_attrs.get("target_epsilon"),
-        "delta": study.user_attrs.get("delta"),
-        "states": frame["state"].value_counts().to_dict() if len(frame) else {},
-        "best_trial": None if best is None else best.number,
-        "best_val_accuracy": None if best is None else best.user_attrs.get("val_accuracy"),
-        "best_epsilon": None if best is None else _total_epsilon(best),
-        "search_cost": study.user_attrs.get("search_cost") or search_cost(study),
-    }

@@ -1,4 +1,5 @@
-"""Optuna studies for dptune's three search modes: creation, storage, the trial loop, `tune`.
+"""Optuna studies for dptune's search modes (dptune.study.modes): creation, storage, the trial
+loop, `tune`.
 
 A study is a plain Optuna study (open it with `optuna-dashboard <storage URL>`); what
 dptune adds lives in its user attributes (docs/INTERFACES.md, "Optuna study format"):
@@ -12,13 +13,14 @@ dptune adds lives in its user attributes (docs/INTERFACES.md, "Optuna study form
 - every trial records its config, per-epoch metrics, ε and timings (dptune.study.objective);
 - the search cost (per-trial ε, composition over all trials, repeat-and-select ε) is kept
   current in the study attribute `search_cost` (dptune.study.results.search_cost).
+
+A `phased` mode (the recipe) is the exception: nothing is queued at creation; one process
+runs its phases (dptune.study.recipe.run_recipe), each queueing its trials, with the
+recipe's own objective.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from tqdm import tqdm
 
 from dptune import privacy
 from dptune.data import resolve_dataset
@@ -36,18 +39,13 @@ from dptune.engine.runtime import release_models, share_gpus_between_processes
 from dptune.errors import ConfigError
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.search import SearchSpec
+from dptune.study.budget import resolve_delta
+from dptune.study.launch import spawn_worker
+from dptune.study.modes import mode_for, study_mode
 from dptune.study.objective import SEARCH_PHASE, TrainFn, TrialFailed, make_objective
+from dptune.study.recipe import make_recipe_objective, run_recipe
+from dptune.study.results import finished_trials, update_search_cost
 
-DIRECTIONS = {
-    "budgeted": ["maximize"],
-    "recipe": ["maximize"],
-    "pareto": ["maximize", "minimize", "minimize"],
-}
-OBJECTIVE_NAMES = {
-    "budgeted": ["val_accuracy"],
-    "recipe": ["noise_multiplier"],
-    "pareto": ["val_accuracy", "epsilon", "train_seconds"],
-}
 MAX_RETRY = 2
 
 
@@ -94,10 +92,6 @@ def make_sampler(spec: SearchSpec, *, worker_index: int = 0, n_trials: int | Non
 
 
 # ---------------------------------------------------------------------------- study
-def resolve_delta(spec: SearchSpec, dataset: Dataset) -> float:
-    return spec.delta if spec.delta is not None else privacy.default_delta(dataset.n_train)
-
-
 def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_index: int = 0) -> tuple[optuna.Study, Dataset]:
     """Create the study (or resume it when one with the same name and spec exists).
 
@@ -133,20 +127,21 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
                 "spec; choose another study_name (or delete the old study)"
             )
         return study, dataset
+    mode = mode_for(pinned.mode)
     k = pinned.n_trials.draw()
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        directions=DIRECTIONS[pinned.mode],
+        directions=list(mode.directions),
         sampler=make_sampler(pinned, worker_index=worker_index, n_trials=k),
         pruner=pinned.pruner.build(),
     )
-    delta = resolve_delta(pinned, dataset)
+    delta = resolve_delta(pinned, dataset.n_train)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(OBJECTIVE_NAMES[pinned.mode])
+        study.set_metric_names(list(mode.objective_names))
     attrs = {
-        "mode": pinned.mode,
+        "mode": mode.name,
         "search_spec": pinned.to_dict(),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_train": dataset.n_train,
                     "preprocessing": dataset.preprocessing_record()},
@@ -161,7 +156,7 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
-    if pinned.mode != "recipe":
+    if not mode.phased:
         enqueue_planned(study, k, phase=SEARCH_PHASE)
     return study, dataset
 
@@ -242,7 +237,8 @@ def run_queued_trials(
     Returns how many trials this call ran.
     """
     delta = float(study.user_attrs["delta"])
-    objective = make_objective(spec, dataset, delta=delta, train_fn=train_fn)
+    make = make_recipe_objective if mode_for(spec.mode).phased else make_objective
+    objective = make(spec, dataset, delta=delta, train_fn=train_fn)
     poll = poll_seconds if poll_seconds is not None else max(1.0, spec.heartbeat_seconds / 2)
     ran = 0
     while max_trials is None or ran < max_trials:
@@ -264,20 +260,6 @@ def run_queued_trials(
     return ran
 
 
-def spawn_worker(study_name: str, storage: str, *, n_trials: int | None = None, worker_index: int = 1,
-                 heartbeat_seconds: int | None = None, log_path: str | os.PathLike | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a worker (`python -m dptune.study.worker ...`) as a child process (the UI and `tune` use this)."""
-    command = [sys.executable, "-m", "dptune.study.worker", "--study", study_name, "--storage", storage,
-               "--worker-index", str(worker_index)]
-    if n_trials is not None:
-        command += ["--n-trials", str(n_trials)]
-    if heartbeat_seconds is not None:
-        command += ["--heartbeat", str(heartbeat_seconds)]
-    output = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env or os.environ.copy())
-
-
 # ---------------------------------------------------------------------------- tune
 @dataclass
 class TuneOutcome:
@@ -297,9 +279,8 @@ def tune(
     log: Callable[[str], None] | None = None,
 ) -> TuneOutcome:
     """Run a whole search headless: create (or resume) the study, run its trials here and
-    in `spec.workers - 1` extra worker processes, keep `search_cost` current."""
-    from dptune.study.results import update_search_cost
-
+    in `spec.workers - 1` extra worker processes (a phased mode: its driver, in this process
+    only), keep `search_cost` current."""
     started = time.time()
     share_gpus_between_processes()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -313,9 +294,7 @@ def tune(
         if bar is not None:
             bar.refresh_from(current)
 
-    if spec.mode == "recipe":
-        from dptune.study.recipe import run_recipe
-
+    if mode_for(spec.mode).phased:
         ran = run_recipe(study, spec, dataset, train_fn=train_fn, on_trial_end=on_trial_end, deadline=deadline, log=log)
     else:
         helpers = [
@@ -340,13 +319,9 @@ class _Bar:
     """A tqdm bar over the planned trials, refreshed from the storage (counts every worker)."""
 
     def __init__(self, total: int, description: str):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, desc=description, unit="trial")
 
     def refresh_from(self, study: optuna.Study) -> None:
-        from dptune.study.results import finished_trials
-
         done = len(finished_trials(study))
         self.bar.total = max(self.bar.total, int(study.user_attrs.get("n_trials_planned", 0)), done)
         self.bar.n = done
@@ -370,5 +345,5 @@ def _best_accuracy(study: optuna.Study) -> float | None:
 def _progress_bar(study: optuna.Study, enabled: bool) -> _Bar | None:
     if not enabled:
         return None
-    mode = study.user_attrs["mode"]
-    return _Bar(int(study.user_attrs.get("n_trials_planned", 0)), f"{study.study_name} ({mode})")
+    description = f"{study.study_name} ({study_mode(study.user_attrs).name})"
+    return _Bar(int(study.user_attrs.get("n_trials_planned", 0)), description)

@@ -10,6 +10,10 @@ other machines' workspace, or give --workspace). Trials send heartbeats: a worke
 mid-trial leaves its trial RUNNING only for the grace period (3 heartbeats); the next
 worker to look marks it FAIL and re-queues it. Finished trials are in the storage as soon
 as they end, so killing a worker never loses one.
+
+dptune.study.launch builds this command line and starts it (for `dptune tune` and the
+dashboard). This module's top imports stay light (the `dptune` parser imports
+`add_arguments`); TensorFlow and Optuna are imported when a worker runs.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import streamlit as st
 
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
+from dptune.study.modes import study_mode
 from dptune.ui import core, searching
 from dptune.ui.workers import live_workers
 
@@ -193,7 +194,7 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
             snapshot = core.snapshot(name)
             workers = live_workers(core.workspace(), name)
             _summary(snapshot, workers)
-            if snapshot.user_attrs.get("mode") == "recipe":
+            if study_mode(snapshot.user_attrs).phased:  # the recipe: show its steps
                 recipe_panel(snapshot.user_attrs.get("recipe"))
             target = snapshot.user_attrs.get("target_epsilon")
             running = [t for t in snapshot.trials if t.state.name == "RUNNING"]

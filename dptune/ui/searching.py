@@ -8,77 +8,16 @@ closes, and the app re-attaches to them from their records in the workspace.
 
 from __future__ import annotations
 
-import itertools
-import math
 from typing import Any
 
+import yaml
+
 from dptune.errors import ConfigError
+from dptune.study.budget import check_budget
+from dptune.study.launch import tune_command
+from dptune.study.modes import mode_for, study_mode
 from dptune.ui import core, specs
 from dptune.ui.workers import live_workers, start_workers, stop_workers
-
-
-def check_budget(spec: Any, n_train: int, delta: float) -> tuple[list[str], list[str]]:
-    """(errors, warnings) about the privacy budget before any trial runs.
-
-    budgeted: σ must be calibratable at every corner of the B x epochs x microbatching
-    ranges; an error when no corner can meet the target, a warning naming the corners
-    that cannot (those trials would fail). pareto: a warning when even the largest σ of
-    the range cannot reach the target at the smallest B and epochs.
-    """
-    from dptune import privacy
-    from dptune.spec.search import PER_EXAMPLE
-
-    errors: list[str] = []
-    warnings: list[str] = []
-    ranges = spec.ranges
-    batches = sorted({min(int(b), n_train) for b in ranges.batch_size})
-    epochs = sorted({int(e) for e in ranges.epochs})
-    microbatching = sorted({choice != PER_EXAMPLE for choice in ranges.num_microbatches})
-    if spec.mode == "budgeted" and not spec.epsilon_includes_search_cost:
-        # σ is calibrated per trial in [MIN, MAX]_NOISE_MULTIPLIER: a corner of the ranges is
-        # feasible when the largest σ meets the target and the smallest does not (two fast
-        # RDP evaluations instead of a calibration per corner).
-        unreachable, meaningless = [], []
-        corners = list(itertools.product(batches, epochs, microbatching))
-        for batch, epoch, microbatched in corners:
-            def epsilon_at(sigma: float) -> float:
-                return privacy.compute_epsilon(n_train, batch, sigma, epochs=float(epoch), delta=delta,
-                                               microbatched=microbatched, pld=False).epsilon_rdp
-
-            if epsilon_at(privacy.MAX_NOISE_MULTIPLIER) > spec.target_epsilon:
-                unreachable.append((batch, epoch, microbatched))
-            elif epsilon_at(privacy.MIN_NOISE_MULTIPLIER) <= spec.target_epsilon:
-                meaningless.append((batch, epoch, microbatched))
-        if len(unreachable) == len(corners):
-            errors.append(
-                f"Impossible budget: ε = {spec.target_epsilon:g} at δ = {delta:.2g} cannot be met by any trial, even "
-                f"with σ = {privacy.MAX_NOISE_MULTIPLIER:g} (N = {n_train:,}). Raise the target ε, use fewer epochs or "
-                "smaller batches (a smaller sampling rate), or more data."
-            )
-        elif len(meaningless) == len(corners):
-            errors.append(
-                f"ε = {spec.target_epsilon:g} is so large that even σ = {privacy.MIN_NOISE_MULTIPLIER:g} meets it: "
-                "such a budget promises no meaningful privacy. Choose a smaller target ε (1–10 is usual)."
-            )
-        else:
-            for failures, what in ((unreachable, "cannot meet"), (meaningless, "need no noise to meet")):
-                if failures:
-                    listed = ", ".join(f"B={b}, {e} epochs{' (m < B)' if mb else ''}" for b, e, mb in failures)
-                    warnings.append(
-                        f"Some trials {what} ε = {spec.target_epsilon:g} and will fail ({listed}); narrow the "
-                        "batch-size or epochs range to avoid wasting them."
-                    )
-    elif spec.mode == "pareto" and ranges.noise_multiplier is not None:
-        sigma = float(ranges.noise_multiplier[1])
-        best = privacy.compute_epsilon(
-            n_train, batches[0], sigma, epochs=float(epochs[0]), delta=delta, microbatched=microbatching[0], pld=False
-        ).epsilon_rdp
-        if best > spec.target_epsilon:
-            warnings.append(
-                f"Even σ = {sigma:g} with B = {batches[0]} and {epochs[0]} epoch(s) gives ε = {best:.3g} > target "
-                f"{spec.target_epsilon:g}: no trial will be within the target. Raise the σ range, lower B or epochs."
-            )
-    return errors, warnings
 
 
 def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any] | None = None) -> str:
@@ -88,16 +27,21 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     pareto modes use it as their C range), how it was read is recorded in the study attribute
     `ui_clip_selection` for display. What every release on the dataset spent is charged through
     the spec's `clip_selection_epsilon` (in every mode, whichever C is used).
-    The study becomes the current one (saved in the workspace)."""
+    The study becomes the current one (saved in the workspace). Raises ConfigError, listing
+    every error of dptune.study.budget.check_budget, when no trial could meet the budget."""
     from dptune.study.results import update_search_cost
     from dptune.study.search import create_study
 
+    errors = check_budget(spec, dataset.n_train).errors
+    if errors:
+        raise ConfigError(" ".join(errors))
+    mode = mode_for(spec.mode)
     # Create the storage's tables once, through the app's cached storage, before
     # create_study opens its own connection: two first connections racing to create the
     # schema of a new SQLite file fail (alembic_version UNIQUE constraint).
     core.storage()
     study, _ = create_study(spec, dataset=dataset)
-    if clip and spec.mode != "recipe" and clip.get("method") == "private" and clip.get("selection") \
+    if clip and not mode.chooses_clip_norm and clip.get("method") == "private" and clip.get("selection") \
             and clip.get("l2_norm_clip"):
         study.set_user_attr("ui_clip_selection", {
             "source": "private", "epsilon": float(clip["selection"]["epsilon"]),
@@ -109,7 +53,7 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
         pass
     planned = int(study.user_attrs.get("n_trials_planned") or 1)
     storage = spec.resolved_storage if spec.storage is None else spec.storage
-    if spec.mode == "recipe":
+    if mode.phased:
         # the recipe's phases depend on each other: one `dptune tune` process drives them
         start_workers(core.workspace(), study.study_name, n_workers=1, n_trials_each=max(1, planned),
                       storage=storage, command=recipe_driver_command(study))
@@ -122,18 +66,13 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
 
 
 def recipe_driver_command(study: Any) -> list[str]:
-    """`python -m dptune tune --config <the study's own search spec>` (it resumes the study)."""
-    import sys
-
-    import yaml
-
-    from dptune.ui.workspace import safe_filename
-
-    directory = core.workspace().workers_dir / safe_filename(study.study_name, default="study")
+    """The command of the process that drives a phased study: `dptune tune` on the study's own
+    search spec, written to its workers folder (it resumes the study)."""
+    directory = core.workspace().worker_dir(study.study_name)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "search.yaml"
     path.write_text(yaml.safe_dump(study.user_attrs["search_spec"], sort_keys=False))
-    return [sys.executable, "-m", "dptune", "tune", "--config", str(path), "--no-progress"]
+    return tune_command(path)
 
 
 def resume(name: str, *, n_workers: int) -> int:
@@ -142,10 +81,10 @@ def resume(name: str, *, n_workers: int) -> int:
     study = core.load_study(name)
     counts = core.state_counts(study)
     waiting = counts.get("WAITING", 0)
-    recipe = study.user_attrs.get("mode") == "recipe"
-    if not waiting and not recipe:
+    phased = study_mode(study.user_attrs).phased
+    if not waiting and not phased:
         raise ConfigError(f"study {name!r} has no queued trial left; start a new search instead")
-    if recipe:
+    if phased:
         records = start_workers(ws, name, n_workers=1, n_trials_each=waiting, storage=ws.storage_url,
                                 command=recipe_driver_command(study))
     else:
@@ -193,9 +132,10 @@ def quick_start() -> str:
     state = specs.default_state()
     state["search"].update(specs.QUICK_START_SEARCH)
     ref = {"name": dataset.name, "builtin": "digits", "fingerprint": dataset.fingerprint, "n_train": dataset.n_train}
+    quick = specs.QUICK_START_SEARCH
     values = specs.search_spec_dict(
         state, dataset_ref=ref, model_spec=suggest_model_spec(dataset), workspace=str(ws.root),
-        storage=ws.storage_url, study_name=specs.default_study_name("digits-quick", "budgeted", 3.0),
+        storage=ws.storage_url, study_name=specs.default_study_name("digits-quick", quick["mode"], quick["target_epsilon"]),
     )
     spec = SearchSpec.from_dict(values)
     return start_search(spec, dataset, n_workers=1)
@@ -207,11 +147,3 @@ def study_status(name: str) -> dict[str, Any]:
     counts = core.state_counts(study)
     workers = live_workers(core.workspace(), name)
     return {"counts": counts, "workers": workers, "attrs": study.user_attrs}
-
-
-def format_epsilon(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{number:.3g}" if math.isfinite(number) else "∞"

@@ -1,11 +1,11 @@
 """Worker processes started by the dashboard, recorded in the workspace so a restarted app
 re-attaches to them (no Streamlit import here).
 
-A worker is `python -m dptune worker --study NAME --storage URL --n-trials K`, started in
-its own session (its own process group, so closing the app or the browser tab never stops
-it, and stopping it stops its children too). Its record
-`<workspace>/workers/<study>/<pid>.json` holds the pid, the command, the log file and the
-start time; the log is `<pid>.log` next to it.
+A worker is `python -m dptune worker --study NAME --storage URL --n-trials K`
+(dptune.study.launch builds and spawns it, as for `dptune tune`), started in its own session
+(its own process group, so closing the app or the browser tab never stops it, and stopping it
+stops its children too). Its record `<workspace>/workers/<study>/<pid>.json` holds the pid,
+the command, the log file and the start time; the log is `<pid>.log` next to it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dptune.ui.workspace import Workspace, safe_filename
+from dptune.study.launch import spawn, worker_command
+from dptune.ui.workspace import Workspace
 
 # Popen objects of the workers this process started: polled so finished ones are reaped
 # (a finished child that is never waited for would look alive as a zombie).
@@ -46,13 +46,6 @@ class WorkerRecord:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-def worker_command(study: str, storage: str, n_trials: int, *, workspace: Workspace | None = None) -> list[str]:
-    """The command line of one worker (the same one a user runs by hand on another machine)."""
-    command = [sys.executable, "-m", "dptune", "worker", "--study", study, "--storage", storage,
-               "--n-trials", str(int(n_trials))]
-    return command
 
 
 def process_alive(pid: int, started: float | None = None) -> bool:
@@ -98,10 +91,6 @@ def _boot_time() -> float | None:
     return None
 
 
-def _study_dir(workspace: Workspace, study: str) -> Path:
-    return workspace.workers_dir / safe_filename(study, default="study")
-
-
 def start_workers(
     workspace: Workspace,
     study: str,
@@ -112,33 +101,22 @@ def start_workers(
     env: dict[str, str] | None = None,
     command: list[str] | None = None,
 ) -> list[WorkerRecord]:
-    """Start `n_workers` worker processes for `study`, each running up to `n_trials_each` trials.
+    """Start `n_workers` worker processes for `study`, each running up to `n_trials_each` trials
+    (worker i offsets its sampler seed by i), and record them.
 
-    `command` replaces the worker command line (the recipe mode runs one `dptune tune` driver)."""
+    `command` replaces the worker command line (the recipe mode runs one `dptune tune` driver);
+    env: variables set for the processes on top of dptune.study.launch.spawn's."""
     storage = storage or workspace.storage_url
-    directory = _study_dir(workspace, study)
+    directory = workspace.worker_dir(study)
     directory.mkdir(parents=True, exist_ok=True)
     records = []
-    process_env = dict(os.environ)
-    process_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    process_env["PYTHONUNBUFFERED"] = "1"
-    process_env.update(env or {})
-    for _ in range(max(1, int(n_workers))):
-        argv = list(command) if command else worker_command(study, storage, n_trials_each, workspace=workspace)
+    for index in range(max(1, int(n_workers))):
+        argv = list(command) if command else worker_command(study, storage, n_trials=n_trials_each, worker_index=index)
         log_path = directory / f"pending-{time.time_ns()}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=str(workspace.root.parent),
-                env=process_env,
-                start_new_session=True,
-            )
+        process = spawn(argv, log_path=log_path, env=env, cwd=workspace.root.parent, detach=True)
         _CHILDREN[process.pid] = process
         final_log = directory / f"{process.pid}.log"
-        os.replace(log_path, final_log)  # the open file descriptor follows the rename
+        os.replace(log_path, final_log)  # the child's open file descriptor follows the rename
         record = WorkerRecord(
             pid=process.pid, study=study, storage=storage, n_trials=int(n_trials_each), command=argv,
             log=str(final_log), started=time.time(),
@@ -150,7 +128,7 @@ def start_workers(
 
 def list_workers(workspace: Workspace, study: str | None = None) -> list[WorkerRecord]:
     """Every recorded worker (alive or not) of `study`, or of all studies; newest first."""
-    directories = [_study_dir(workspace, study)] if study else sorted(workspace.workers_dir.glob("*"))
+    directories = [workspace.worker_dir(study)] if study else sorted(workspace.workers_dir.glob("*"))
     records = []
     for directory in directories:
         for path in directory.glob("*.json"):

@@ -12,6 +12,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune import privacy
 from dptune.errors import PrivacyError
+from dptune.spec.config import DPSGDConfig
 
 DELTA = 1e-5
 
@@ -261,7 +262,7 @@ def test_calibration_absurdly_large_target_is_refused():
 # ------------------------------------------------------------------------ search cost
 
 
-def _one_run_rdp(trial: privacy.TrialPrivacy):
+def _one_run_rdp(trial: privacy.DPSGDRun):
     accountant = rdp_privacy_accountant.RdpAccountant(list(privacy.RDP_ORDERS))
     accountant.compose(
         dp_accounting.SelfComposedDpEvent(
@@ -274,12 +275,16 @@ def _one_run_rdp(trial: privacy.TrialPrivacy):
     return accountant
 
 
-TRIAL = privacy.trial_privacy(60000, 256, 1.1, epochs=10)
+TRIAL = privacy.DPSGDRun.planned(60000, 256, 1.1, epochs=10)
 
 
-def test_trial_privacy_halves_noise_when_microbatched():
-    assert TRIAL == (256 / 60000, 1.1, 2344)
-    assert privacy.trial_privacy(60000, 256, 1.1, steps=5, microbatched=True) == (256 / 60000, 0.55, 5)
+def test_the_run_record_halves_noise_when_microbatched():
+    assert (TRIAL.sampling_rate, TRIAL.charged_noise_multiplier, TRIAL.steps) == (256 / 60000, 1.1, 2344)
+    micro = privacy.DPSGDRun.planned(60000, 256, 1.1, steps=5, microbatched=True)
+    assert (micro.sampling_rate, micro.noise_multiplier, micro.charged_noise_multiplier) == (256 / 60000, 1.1, 0.55)
+    config = DPSGDConfig(noise_multiplier=1.1, num_microbatches=16, batch_size=256, epochs=10)
+    assert privacy.DPSGDRun.of_config(config, 60000) == privacy.DPSGDRun(60000, 256, 1.1, 2344, True)
+    assert privacy.DPSGDRun.of_config(config.replace(num_microbatches=256), 60000, steps=7).charged_noise_multiplier == 1.1
 
 
 def test_repeat_and_select_costs_more_than_one_trial_and_grows_with_mean():
@@ -322,9 +327,9 @@ def test_repeat_and_select_geometric_matches_closed_form():
     # minimised over lambda_hat, then RDP's monotonicity in the order.
     eta, gamma = 1.0, 0.1
     cost = privacy.search_cost_repeat_and_select(
-        TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=eta, gamma=gamma
+        TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=eta, mean_trials=1 / gamma
     )
-    assert cost.mean_trials == pytest.approx(1 / gamma)
+    assert cost.mean_trials == pytest.approx(1 / gamma) and cost.eta == eta
     accountant = _one_run_rdp(TRIAL)
     orders, rdp = accountant.orders, accountant.rdp
     hat_term = min((1 + eta) * ((1 - 1 / lh) * eh + math.log(1 / gamma) / lh) for lh, eh in zip(orders, rdp))
@@ -336,23 +341,12 @@ def test_repeat_and_select_geometric_matches_closed_form():
     assert cost.epsilon > single
 
 
-def test_repeat_and_select_mean_or_gamma_agree():
-    by_gamma = privacy.search_cost_repeat_and_select(
-        TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=0.5, gamma=0.05
-    )
-    by_mean = privacy.search_cost_repeat_and_select(
-        TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=0.5, mean_trials=by_gamma.mean_trials
-    )
-    assert by_mean.epsilon == pytest.approx(by_gamma.epsilon, rel=1e-6)
-    assert by_mean.gamma == pytest.approx(0.05, rel=1e-6)
-
-
 def test_repeat_and_select_several_candidates_use_the_worst():
-    cheaper = privacy.trial_privacy(60000, 256, 2.0, epochs=10)
+    cheaper = privacy.DPSGDRun.planned(60000, 256, 2.0, epochs=10)
     alone = privacy.search_cost_repeat_and_select(TRIAL, delta=DELTA, mean_trials=5)
     both = privacy.search_cost_repeat_and_select([TRIAL, cheaper], delta=DELTA, mean_trials=5)
     assert both.epsilon == pytest.approx(alone.epsilon, rel=1e-12)
-    other = privacy.trial_privacy(60000, 1024, 2.0, epochs=10)  # neither dominates everywhere
+    other = privacy.DPSGDRun.planned(60000, 1024, 2.0, epochs=10)  # neither dominates everywhere
     mixed = privacy.search_cost_repeat_and_select([TRIAL, other], delta=DELTA, mean_trials=5)
     only_other = privacy.search_cost_repeat_and_select(other, delta=DELTA, mean_trials=5)
     assert mixed.epsilon >= max(alone.epsilon, only_other.epsilon) - 1e-12
@@ -364,14 +358,14 @@ def test_naive_composition_of_identical_trials_equals_longer_run():
     longer = privacy.compute_epsilon(60000, 256, 1.1, steps=k * TRIAL.steps, delta=DELTA)
     assert cost.epsilon == pytest.approx(longer.epsilon_rdp, rel=1e-9)
     assert cost.epsilon_pld == pytest.approx(longer.epsilon_pld, rel=1e-6)
-    as_list = privacy.search_cost_naive_composition([tuple(TRIAL)] * k, delta=DELTA)
+    as_list = privacy.search_cost_naive_composition([TRIAL] * k, delta=DELTA)
     assert as_list.epsilon == pytest.approx(cost.epsilon, rel=1e-9)
     assert as_list.num_trials == k and cost.num_trials == k
 
 
 def test_naive_composition_of_differing_trials():
-    first = (256 / 60000, 1.1, 1000)
-    second = (512 / 60000, 0.9, 300)
+    first = privacy.DPSGDRun(60000, 256, 1.1, 1000)
+    second = privacy.DPSGDRun(60000, 512, 0.9, 300)
     both = privacy.search_cost_naive_composition([first, second], delta=DELTA)
     swapped = privacy.search_cost_naive_composition([second, first], delta=DELTA)
     assert both.epsilon == pytest.approx(swapped.epsilon, rel=1e-12)
@@ -381,7 +375,7 @@ def test_naive_composition_of_differing_trials():
 
 
 def test_search_cost_with_a_noiseless_trial_is_infinite():
-    noiseless = (0.01, 0.0, 10)
+    noiseless = privacy.DPSGDRun(1000, 10, 0.0, 10)
     assert math.isinf(privacy.search_cost_naive_composition([TRIAL, noiseless], delta=DELTA).epsilon)
     assert math.isinf(privacy.search_cost_repeat_and_select(noiseless, delta=DELTA, mean_trials=2).epsilon)
 
@@ -392,21 +386,18 @@ def test_search_cost_with_a_noiseless_trial_is_infinite():
         (lambda: privacy.search_cost_repeat_and_select(TRIAL, delta=DELTA, mean_trials=0.5), "0.5"),
         (lambda: privacy.search_cost_repeat_and_select(TRIAL, delta=DELTA), "None"),
         (lambda: privacy.search_cost_repeat_and_select(TRIAL, delta=DELTA, mean_trials=2, distribution="uniform"), "uniform"),
+        (lambda: privacy.search_cost_repeat_and_select(TRIAL, delta=DELTA, mean_trials=2, eta=1.0), "eta"),
         (
             lambda: privacy.search_cost_repeat_and_select(
-                TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=1, gamma=1.5
-            ),
-            "1.5",
-        ),
-        (
-            lambda: privacy.search_cost_repeat_and_select(
-                TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=-1, gamma=0.5
+                TRIAL, delta=DELTA, distribution="truncated_negative_binomial", eta=-1, mean_trials=2
             ),
             "-1",
         ),
-        (lambda: privacy.search_cost_naive_composition((1.5, 1.0, 10), delta=DELTA), "1.5"),
-        (lambda: privacy.search_cost_naive_composition((0.1, 1.0, 0), delta=DELTA), "steps"),
-        (lambda: privacy.search_cost_naive_composition([], delta=DELTA), "empty"),
+        (lambda: privacy.search_cost_repeat_and_select([], delta=DELTA, mean_trials=2), "candidate"),
+        (lambda: privacy.search_cost_naive_composition((0.1, 1.0, 10), delta=DELTA), "DPSGDRun"),
+        (lambda: privacy.DPSGDRun(100, 150, 1.0, 10), "150"),
+        (lambda: privacy.DPSGDRun(100, 10, 1.0, -1), "steps"),
+        (lambda: privacy.DPSGDRun(100, 10, 1.0, 2.5), "2.5"),
         (lambda: privacy.search_cost_naive_composition(TRIAL, delta=DELTA, num_trials=0), "num_trials"),
         (lambda: privacy.search_cost_naive_composition(TRIAL, delta=2.0), "2.0"),
     ],
@@ -418,9 +409,7 @@ def test_search_cost_bad_inputs(call, needle):
 
 
 def test_naive_composition_of_different_trials_equals_dp_accountings_composed_event():
-    import dp_accounting
-
-    trials = [privacy.trial_privacy(1438, b, s, steps=t, microbatched=mb)
+    trials = [privacy.DPSGDRun(1438, b, s, t, mb)
               for b, s, t, mb in [(32, 0.9, 40, False), (64, 1.7, 25, True), (128, 1.1, 90, False)]]
     ours = privacy.search_cost_naive_composition(trials, delta=1e-4, num_trials=2)
     accountant = dp_accounting.rdp.RdpAccountant(list(privacy.RDP_ORDERS))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dptune import privacy
-from dptune.privacy.search_cost import TrainingPrivacy, clip_selection_event, epsilon_with_clip_selection
+from dptune.privacy.search_cost import clip_selection_event, epsilon_with_clip_selection
 from dptune.privacy.statement import (
     NO_PRIVACY,
     SHUFFLE_NOTE,
@@ -39,13 +39,14 @@ def test_training_epsilon_is_the_published_accountant_value():
 def test_microbatching_is_charged_half_sigma_and_said():
     statement = statement_for_run(n_train=N, config=MNIST.replace(num_microbatches=25), steps=720, delta=1e-5)
     assert statement.epsilon_training_rdp == pytest.approx(3.4259, abs=5e-4)  # REFERENCES.md, σ/2 row
-    assert "charged as σ/2" in statement.text()
+    assert statement.run.charged_noise_multiplier == 0.65 and statement.run.microbatched
+    assert "charged as σ/2 = 0.6500" in statement.text()
 
 
 def test_clip_norm_releases_and_preprocessing_are_in_the_total():
     statement = statement_for_run(n_train=N, config=MNIST, steps=720, delta=1e-5, clip_epsilon=0.3,
                                   preprocessing=Release("preprocessing", 0.2, 1e-7, "declared"))
-    with_clip = epsilon_with_clip_selection(TrainingPrivacy(N, B, 1.3, 720, False), 0.3, 1e-5)[0]
+    with_clip = epsilon_with_clip_selection(privacy.DPSGDRun(N, B, 1.3, 720), 0.3, 1e-5)[0]
     assert statement.epsilon_total == pytest.approx(with_clip + 0.2)
     assert statement.epsilon_total > statement.epsilon_training_rdp + 0.2
     assert statement.delta_total == pytest.approx(1e-5 + 1e-7)

@@ -19,7 +19,7 @@ from dptune.privacy.clip_quantile import (
     public_clip_norm,
     quantile_from_histogram,
 )
-from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import ModelSpec
 from dptune.study.recipe import scale_noise, total_epsilon
 
@@ -88,7 +88,7 @@ def test_private_quantile_is_noisy_but_useful_and_charged():
 
 
 def test_clip_selection_cost_composes_with_training():
-    run = TrainingPrivacy(N, B, 1.2, privacy.num_steps(N, B, EPOCHS), False)
+    run = privacy.DPSGDRun.planned(N, B, 1.2, epochs=EPOCHS)
     alone = privacy.compute_epsilon(N, B, 1.2, epochs=EPOCHS, delta=DELTA, pld=False).epsilon_rdp
     with_clip, with_clip_pld = epsilon_with_clip_selection(run, 0.1, DELTA, pld=True)
     # composition costs more than training alone, and less than adding the two epsilons
@@ -96,6 +96,7 @@ def test_clip_selection_cost_composes_with_training():
     assert with_clip_pld < with_clip
     # the event dptune composes is exactly privacy's DP-SGD event
     assert epsilon_with_clip_selection(run, 1e-12, DELTA)[0] == pytest.approx(alone, rel=1e-6)
+    assert epsilon_with_clip_selection(run, 0.0, DELTA)[0] == alone  # no clip release: the run alone
 
 
 # ---------------------------------------------------------------------------- scaling

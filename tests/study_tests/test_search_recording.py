@@ -191,12 +191,12 @@ def test_clip_releases_stay_spent_in_recipe_mode_and_after_a_typed_c():
 
 def test_a_config_that_crashes_fails_its_trial_with_the_reason(tmp_path, monkeypatch):
     """An internal error while choosing a trial's config fails that trial, not the worker."""
-    import dptune.study.objective as objective
+    from dptune.study.modes import BUDGETED
 
     def broken(*args, **kwargs):
         raise AttributeError("module 'dp_accounting' has no attribute 'RepeatAndSelectDpEvent'")
 
-    monkeypatch.setattr(objective, "suggest_config", broken)
+    monkeypatch.setattr(BUDGETED, "suggest_config", broken)
     outcome = tune(spec_for(tmp_path, n_trials=2), dataset=tiny_dataset(), progress=False, train_fn=fake_trainer())
     reasons = [t.user_attrs["fail_reason"] for t in outcome.study.trials]
     assert len(reasons) == 2 and all(r.startswith("internal error while choosing the configuration") for r in reasons)

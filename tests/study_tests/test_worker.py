@@ -14,8 +14,9 @@ from optuna.trial import TrialState
 from search_helpers import TINY_MLP
 
 from dptune.spec.search import SearchSpec
+from dptune.study.launch import spawn_worker
 from dptune.study.results import KILLED_REASON, finished_trials, trials_frame
-from dptune.study.search import create_study, open_storage, spawn_worker
+from dptune.study.search import create_study, open_storage
 
 
 def _trials(storage_url: str, name: str):

@@ -1,9 +1,16 @@
-"""Clip norm page (AppTest): private histogram release, quantile lines, C and its cost."""
+"""Clip norm page (AppTest): private histogram release (profiled by a `dptune profile`
+subprocess), quantile lines, C and its cost."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from ui_testing import messages, open_page
+
+from dptune.workspace import Workspace
 
 
 def state(workspace):
@@ -19,6 +26,11 @@ def spent(workspace):
     return clip["spent"][clip["dataset"]]
 
 
+def profiles(workspace):
+    """The gradient-norm profiles (.npy) in the workspace."""
+    return sorted((workspace / "profiles").glob("*.npy"))
+
+
 def test_release_sets_c_at_the_chosen_quantile_and_counts_its_cost(workspace):
     at = open_page(workspace, "clip_norm")
     assert not at.exception and not at.error, messages(at)
@@ -31,6 +43,10 @@ def test_release_sets_c_at_the_chosen_quantile_and_counts_its_cost(workspace):
     clip = state(workspace)["clip"]
     assert spent(workspace) == {"releases": 1, "epsilon": pytest.approx(0.1)}
     assert clip["selection"]["examples"] > 1000  # every training row of digits, not a sample
+    # the exact norms were written by the `dptune profile` subprocess and stay in the workspace
+    [profile] = profiles(workspace)
+    assert profile.name.startswith(clip["dataset"]) and profile.suffix == ".npy"
+    written = profile.stat().st_mtime_ns
     assert len(at.get("plotly_chart")) >= 1
     cost = [m.value for m in at.markdown if "Privacy cost of this C" in m.value]
     assert cost and "ε_C = 0.1" in cost[0]
@@ -43,6 +59,7 @@ def test_release_sets_c_at_the_chosen_quantile_and_counts_its_cost(workspace):
     # a second release spends ε_C again
     at.button(key="clip-release").click().run()
     assert spent(workspace) == {"releases": 2, "epsilon": pytest.approx(0.2)}
+    assert profiles(workspace) == [profile] and profile.stat().st_mtime_ns == written  # profiled once
 
     # switching to a typed C does not give the spent ε back: the search YAML still charges it
     at.radio(key="clip-method").set_value("manual").run()
@@ -62,3 +79,36 @@ def test_manual_c_costs_nothing_and_feeds_the_search(workspace):
     at.radio(key="clip-use").set_value("fix").run()
     at.switch_page("pages/search.py").run()
     assert any("2 … 2" in m.value for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_a_failed_profile_shows_its_error_and_spends_nothing(workspace):
+    at = open_page(workspace, "clip_norm")
+    assert not at.exception and not at.error, messages(at)
+    [stored] = [path for path in workspace.iterdir() if path.suffix == ".npz"]
+    stored.write_bytes(b"not a dataset")  # what the subprocess loads by fingerprint
+    at.button(key="clip-release").click().run()
+    [error] = [e.value for e in at.error]
+    assert "`dptune profile` exited with code 2" in error and "no ε was spent" in error
+    assert f"error: the stored dataset {stored} cannot be read" in error, error  # the subprocess's own message
+    assert not profiles(workspace) and not Workspace.at(workspace).load_state().get("clip", {}).get("spent")
+    assert "chosen C" not in metrics(at)
+
+
+RELEASE_IN_A_FRESH_PROCESS = """
+import sys
+from ui_testing import open_page
+at = open_page(sys.argv[1], "clip_norm")
+at.button(key="clip-release").click().run()
+assert not at.error and not at.exception, [e.value for e in at.error]
+print("tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_the_release_does_not_import_tensorflow_in_the_app_process(workspace):
+    tests = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", RELEASE_IN_A_FRESH_PROCESS, str(workspace)], cwd=tests,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tests)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "False"]
+    assert profiles(workspace)

@@ -172,3 +172,20 @@ def test_recipe_mode_uses_its_own_sigma_range(workspace):
     assert at.number_input(key="search-sigma-m1-low").value == 0.001
     shown = [c.value for c in at.code if "mode: recipe" in c.value][0]
     assert "- 0.001" in shown and "num_microbatches:\n  - 1" in shown
+
+
+def test_start_search_refuses_an_impossible_budget_before_creating_the_study(workspace, started):
+    """The library refuses too, not only the disabled button: nothing is created or started."""
+    from dptune.data import builtin_dataset
+    from dptune.errors import ConfigError
+    from dptune.spec.search import SearchSpec
+
+    dataset = builtin_dataset("digits")
+    spec = SearchSpec.from_dict({
+        "mode": "budgeted", "dataset": {"builtin": "digits"}, "model": {"kind": "mlp", "hidden_units": [16]},
+        "target_epsilon": 0.01, "delta": 1e-15, "ranges": {"batch_size": 1024, "epochs": 50},
+        "workspace": str(workspace), "storage": storage_url(workspace), "study_name": "refused",
+    })
+    with pytest.raises(ConfigError, match="^Impossible budget"):
+        searching.start_search(spec, dataset, n_workers=1)
+    assert started == [] and optuna.get_all_study_names(storage_url(workspace)) == []

@@ -49,9 +49,32 @@ def test_a_finished_worker_is_not_alive(workspace):
     assert not record.alive
 
 
-def test_the_worker_command_is_the_documented_one(workspace):
-    command = workers.worker_command("s", "sqlite:///x.db", 4)
-    assert command[1:] == ["-m", "dptune", "worker", "--study", "s", "--storage", "sqlite:///x.db", "--n-trials", "4"]
+def test_the_dashboards_workers_run_the_documented_command(workspace, monkeypatch):
+    """Worker i of the dashboard runs `python -m dptune worker ... --n-trials K`, seed offset i."""
+    started = []
+
+    def spawn(argv, **kwargs):
+        kwargs["log_path"].touch()
+        started.append((argv, kwargs))
+        return _Exited(len(started))
+
+    monkeypatch.setattr(workers, "spawn", spawn)
+    monkeypatch.setattr(workers, "_CHILDREN", {})
+    records = workers.start_workers(workspace, "s", n_workers=2, n_trials_each=4, storage="sqlite:///x.db")
+    expected = ["-m", "dptune", "worker", "--study", "s", "--storage", "sqlite:///x.db", "--n-trials", "4"]
+    assert [argv[1:] for argv, _ in started] == [expected, expected + ["--worker-index", "1"]]
+    assert [r.command for r in records] == [argv for argv, _ in started]
+    assert all(kw["detach"] and str(kw["log_path"]).startswith(str(workspace.workers_dir)) for _, kw in started)
+
+
+class _Exited:
+    """What the fake spawn returns: a process that has already exited."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self):
+        return 0
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path.csv", "a\\..\\b.csv", "..", "ok name.csv"])

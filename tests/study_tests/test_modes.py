@@ -1,0 +1,92 @@
+"""Search modes (dptune.study.modes): the registry, and what each mode asks of a trial."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial
+from search_helpers import TINY_MLP, tiny_dataset
+
+from dptune import privacy
+from dptune.errors import ConfigError
+from dptune.spec import search as search_spec
+from dptune.spec.search import SearchSpec
+from dptune.study.modes import BUDGETED, MODES, PARETO, RECIPE, NoisePolicy, mode_for, study_mode
+from dptune.study.search import create_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+N = 2000
+
+
+def spec_for(tmp_path, mode: str, **values) -> SearchSpec:
+    base = {"mode": mode, "dataset": {"builtin": "digits"}, "model": TINY_MLP, "target_epsilon": 2.0,
+            "workspace": str(tmp_path / "ws"), "storage": f"sqlite:///{tmp_path / 'studies.db'}", "n_trials": 2}
+    if mode == "pareto":
+        base["pruner"] = "none"
+    return SearchSpec.from_dict({**base, **values})
+
+
+def test_the_registry_has_exactly_the_modes_the_yaml_accepts():
+    assert set(MODES) == set(search_spec.MODES)
+    assert [mode_for(name).name for name in search_spec.MODES] == list(search_spec.MODES)
+    assert mode_for("pareto") is PARETO and study_mode({"mode": "recipe"}) is RECIPE
+    with pytest.raises(ConfigError, match=r"mode must be one of recipe, budgeted, pareto, got 'grid'"):
+        mode_for("grid")
+    with pytest.raises(ConfigError, match="got None"):
+        study_mode({})
+
+
+def test_each_mode_states_its_policies():
+    assert (BUDGETED.noise_policy, PARETO.noise_policy, RECIPE.noise_policy) == tuple(NoisePolicy)
+    assert [m.bounds_search_cost for m in (BUDGETED, PARETO, RECIPE)] == [True, False, False]
+    assert [m.prunes for m in (BUDGETED, PARETO, RECIPE)] == [True, False, True]
+    assert [m.phased for m in (BUDGETED, PARETO, RECIPE)] == [False, False, True]
+    for mode in MODES.values():
+        assert len(mode.directions) == len(mode.objective_names)
+
+
+@pytest.mark.parametrize("mode", ["budgeted", "pareto"])
+def test_a_study_stores_the_modes_string_directions_and_metric_names(tmp_path, mode):
+    """The study format is unchanged: `mode` is the string an existing studies.db holds."""
+    study, _ = create_study(spec_for(tmp_path, mode), dataset=tiny_dataset())
+    assert study.user_attrs["mode"] == mode and study_mode(study.user_attrs) is mode_for(mode)
+    names = {"maximize": optuna.study.StudyDirection.MAXIMIZE, "minimize": optuna.study.StudyDirection.MINIMIZE}
+    assert study.directions == [names[d] for d in mode_for(mode).directions]
+    assert study.metric_names == list(mode_for(mode).objective_names)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 2  # not phased: queued now
+
+
+def test_budgeted_sigma_is_calibrated_to_the_target(tmp_path):
+    spec = spec_for(tmp_path, "budgeted", ranges={"num_microbatches": ["per_example"]})
+    delta = privacy.default_delta(N)
+    trial = FixedTrial({"l2_norm_clip": 1.0, "learning_rate": 0.1, "batch_size": 64, "epochs": 3})
+    config = BUDGETED.suggest_config(trial, spec, N, delta)
+    assert (config.batch_size, config.epochs, config.num_microbatches) == (64, 3, 64)
+    assert config.noise_multiplier == pytest.approx(
+        privacy.calibrate_noise_multiplier(2.0, N, 64, epochs=3, delta=delta), rel=1e-9)
+    spent = privacy.compute_epsilon(N, 64, config.noise_multiplier, epochs=3, delta=delta, pld=False).epsilon_rdp
+    assert 0.99 * 2.0 <= spent <= 2.0
+
+
+def test_pareto_searches_sigma_and_reports_the_total_epsilon(tmp_path):
+    spec = spec_for(tmp_path, "pareto", ranges={"noise_multiplier": [0.5, 5.0], "num_microbatches": [8]})
+    trial = FixedTrial({"l2_norm_clip": 1.0, "learning_rate": 0.1, "batch_size": 64, "epochs": 3,
+                        "noise_multiplier": 1.7})
+    config = PARETO.suggest_config(trial, spec, N, 1e-5)
+    assert config.noise_multiplier == 1.7 and config.num_microbatches == 8
+    result = SimpleNamespace(val_accuracy=0.8, epsilon_rdp=1.0, train_seconds=3.0)
+    with_clip = SimpleNamespace(user_attrs={"epsilon_total": 1.25})
+    assert PARETO.objective_value(result, with_clip) == (0.8, 1.25, 3.0)
+    assert PARETO.objective_value(result, SimpleNamespace(user_attrs={})) == (0.8, 1.0, 3.0)
+
+
+def test_the_recipe_takes_c_from_the_study_and_searches_sigma_at_m_1(tmp_path):
+    spec = spec_for(tmp_path, "recipe", recipe={"batch_size": 32, "epochs": 2})
+    trial = FixedTrial({"noise_multiplier": 0.05, "learning_rate": 0.3})
+    trial.study = SimpleNamespace(user_attrs={"recipe": {"clip": {"l2_norm_clip": 2.5}}})
+    config = RECIPE.suggest_config(trial, spec, N, 1e-5)
+    assert (config.l2_norm_clip, config.noise_multiplier, config.num_microbatches) == (2.5, 0.05, 1)
+    assert (config.batch_size, config.epochs, config.learning_rate) == (32, 2, 0.3)
+    assert RECIPE.objective_value(SimpleNamespace(config=config), trial) == 0.05
