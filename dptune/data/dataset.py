@@ -14,17 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from dptune.errors import DataError
-from dptune.workspace import DEFAULT_WORKSPACE
+from dptune.workspace import DEFAULT_WORKSPACE, write_once
 
 LEGACY_PREPROCESSING_NOTE = (
     "prepared by an older version of dptune that fitted statistics (medians, means, standard deviations, "
@@ -32,26 +29,6 @@ LEGACY_PREPROCESSING_NOTE = (
     "no privacy guarantee (ε = ∞); upload or prepare the data again to fix this"
 )
 """The preprocessing note of a stored dataset whose file has no preprocessing record."""
-
-
-def write_once(target: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Create `target` (named by its content's hash) by `write(handle)` into a temporary file
-    in the same folder, then an atomic rename; an existing target is kept as is, and a
-    failed write leaves nothing behind. OSError propagates for the caller to explain."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        return target
-    temporary = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=target.suffix + ".tmp", delete=False) as handle:
-            temporary = Path(handle.name)
-            write(handle)
-        os.replace(temporary, target)
-        temporary = None
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-    return target
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,10 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset, write_once
+from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset
 from dptune.data.sources import Limits, MiB, RawFile, Source, open_zip, read_member, read_source
 from dptune.errors import DataError, ModelError
 from dptune.spec.config import ModelSpec
+from dptune.workspace import write_once
 
 if TYPE_CHECKING:
     import keras

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,20 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune.errors import PrivacyError
 from dptune.spec.config import DPSGDConfig
+
+
+class ExcludedOrderFilter(logging.Filter):
+    """Drops dp_accounting's "_compute_log_a_frac failed to converge … Excluding this order"
+    warnings. They come from fractional RDP orders at tiny σ (which calibration probes many
+    times, filling the terminal with hundreds of lines); dp_accounting then excludes that
+    order, which can only make ε larger, never smaller, so nothing is lost by not printing it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_compute_log_a_frac failed to converge" not in record.getMessage()
+
+
+EXCLUDED_ORDER_FILTER = ExcludedOrderFilter()
+logging.getLogger("absl").addFilter(EXCLUDED_ORDER_FILTER)
 
 __all__ = [
     "RDP_ORDERS",

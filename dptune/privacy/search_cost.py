@@ -47,7 +47,6 @@ from dptune.privacy.accountant import (
 )
 
 __all__ = [
-    "TrainingPrivacy",
     "SearchCost",
     "clip_selection_event",
     "with_clip_selection",
@@ -58,9 +57,6 @@ __all__ = [
     "search_event",
     "calibrate_search_noise",
 ]
-
-# The former name of DPSGDRun, still used by dptune.study.objective and dptune.ui.clip_view.
-TrainingPrivacy = DPSGDRun
 
 
 # --------------------------------------------------------------------------------------------

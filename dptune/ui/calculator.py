@@ -97,7 +97,7 @@ def calculator(default_n: int, *, key: str = "calc") -> None:
             for warning in delta_warnings(report["delta"], n):
                 st.warning(warning)
             if microbatched:
-                st.caption(f"m = {microbatches} < B: the accountant charges σ/2 = {sigma / 2:.4g}.")
+                st.caption(f"m = {microbatches} < B: the accountant charges σ/2 = {report['charged_noise_multiplier']:.4g}.")
             st.caption("The same numbers from the command line:")
             st.code(cli_command(n, batch, sigma, epochs, None if use_default_delta else delta, microbatches),
                     language="bash", wrap_lines=True)

@@ -98,10 +98,10 @@ def release(data: Any, model: Any, *, quantile: float, epsilon: float) -> dict[s
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cost(target: float, n: int, batch: int, epochs: float, delta: float, clip_epsilon: float) -> float:
     from dptune import privacy
-    from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+    from dptune.privacy.search_cost import epsilon_with_clip_selection
 
     sigma = privacy.calibrate_noise_multiplier(target, n, batch, epochs=epochs, delta=delta)
-    run = TrainingPrivacy(n, batch, sigma, privacy.num_steps(n, batch, epochs), False)
+    run = privacy.DPSGDRun(n, batch, sigma, privacy.num_steps(n, batch, epochs), False)
     return epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
 
 

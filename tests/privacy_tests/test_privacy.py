@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import time
 
 import dp_accounting
 import numpy as np
@@ -12,6 +12,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune import privacy
 from dptune.errors import PrivacyError
+from dptune.privacy import accountant
 from dptune.spec.config import DPSGDConfig
 
 DELTA = 1e-5
@@ -55,13 +56,11 @@ def test_steps_argument_equals_epochs_argument():
     assert by_steps.epochs is None and by_epochs.epochs == 60
 
 
-def test_pld_for_14063_steps_is_fast():
-    privacy.compute_epsilon(60000, 256, 1.1, steps=100, delta=DELTA)  # imports, caches
-    start = time.perf_counter()
+def test_pld_for_14063_steps():
+    """Its speed is measured in benchmarks/bench_accountant.py, never asserted here."""
     report = privacy.compute_epsilon(60000, 256, 1.1, epochs=60, delta=DELTA)
-    elapsed = time.perf_counter() - start
-    assert report.epsilon_pld is not None
-    assert elapsed < 1.0, f"RDP + PLD for 14063 steps took {elapsed:.2f} s"
+    assert report.steps == 14063 and report.epsilon_pld is not None
+    assert report.epsilon_pld < report.epsilon_rdp
 
 
 def test_pld_is_tighter_than_rdp_and_optional():
@@ -418,3 +417,21 @@ def test_naive_composition_of_different_trials_equals_dp_accountings_composed_ev
         t.steps) for t in trials]
     accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.ComposedDpEvent(steps), 2))
     assert ours.epsilon == pytest.approx(accountant.get_epsilon(1e-4), rel=1e-9)
+
+
+def test_calibration_does_not_flood_the_log_with_excluded_order_warnings(caplog):
+    """Issue 10 item 17: the calculator's calibration printed hundreds of absl warnings."""
+    absl_logger = logging.getLogger("absl")
+
+    def converge_warnings() -> int:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="absl"):
+            privacy.calibrate_noise_multiplier(0.01, 1423, 256, epochs=5, delta=privacy.default_delta(1423))
+        return sum("failed to converge" in r.getMessage() for r in caplog.records)
+
+    assert converge_warnings() == 0
+    absl_logger.removeFilter(accountant.EXCLUDED_ORDER_FILTER)  # the check can fail: without the filter
+    try:
+        assert converge_warnings() > 0
+    finally:
+        absl_logger.addFilter(accountant.EXCLUDED_ORDER_FILTER)

@@ -1,6 +1,5 @@
 """dptune.report.plots: pure functions from trial data to Plotly figures."""
 
-import time
 
 import numpy as np
 import optuna
@@ -153,14 +152,13 @@ def test_epsilon_captions_say_what_epsilon_covers():
     assert "including the search" in plots.epsilon_with_search_caption(4.5, 1e-5)
 
 
-def test_500_trials_plot_fast():
+def test_500_trials_plot():
+    """Every figure draws a 500-trial study (benchmarks/bench_ui.py measures how fast)."""
     study = make_study(optuna.storages.InMemoryStorage(), "big", 500, running=3, seed=2)
     frame = trials_frame(study)
-    started = time.perf_counter()
     for function in (plots.pareto_front_figure, plots.epsilon_curves_figure, plots.accuracy_curves_figure,
                      plots.parallel_coordinates_figure, plots.speed_vs_microbatches_figure):
-        function(frame)
-    assert time.perf_counter() - started < 5.0
+        assert len(function(frame).data) >= 1, function.__name__
 
 
 def test_epsilon_curves_with_the_accountants_planned_run(frame):

@@ -14,7 +14,8 @@ import yaml
 from dptune import privacy
 from dptune.cli import main
 from dptune.data import builtin_dataset
-from dptune.privacy.search_cost import TrainingPrivacy, epsilon_with_clip_selection
+from dptune.privacy.accountant import DPSGDRun
+from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.report.export import train_from_config
 from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
@@ -62,7 +63,7 @@ def test_an_exported_file_reproduces_its_epsilon_and_charges_the_clip_release(tm
     assert "WARNING" not in out and "NOTE" not in out
     reproduction = train_from_config(path)
     expected = epsilon_with_clip_selection(
-        TrainingPrivacy(digits.n_train, 64, 1.0, reproduction.result.steps, False), CLIP_EPSILON, run.delta)[0]
+        DPSGDRun(digits.n_train, 64, 1.0, reproduction.result.steps, False), CLIP_EPSILON, run.delta)[0]
     assert reproduction.epsilon_total == pytest.approx(expected)
     assert reproduction.epsilon_total > run.epsilon
 

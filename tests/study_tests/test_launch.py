@@ -29,7 +29,7 @@ def test_both_worker_entry_points_take_the_same_arguments():
 
 
 def _wait(process: subprocess.Popen) -> None:
-    deadline = time.time() + 30
+    deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert process.returncode == 0
