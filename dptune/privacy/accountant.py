@@ -1,4 +1,5 @@
-"""The privacy accountant of one DP-SGD run: every ε dptune shows comes from here, computed with `dp_accounting`.
+"""The privacy accountant of one DP-SGD run (`dptune.privacy.run.DPSGDRun`): every ε dptune
+shows comes from here, computed with `dp_accounting`; σ for a target ε is `calibration`.
 
 Model of one DP-SGD step (../shared/DESIGN.md): the Poisson-subsampled Gaussian mechanism
 with sampling rate q = batch_size / n and noise multiplier σ (σ/2 when microbatched, because
@@ -12,32 +13,27 @@ A run (`DPSGDRun`, the one record of a run the accountant sees) is that step com
   discretization.
 
 No RDP formula is written here: the RDP of a step, composition, the RDP → (ε, δ)
-conversion, PLDs and calibration all come from `dp_accounting` (0.6.0). `calibrate_noise`
-is the one σ solver: every calibration (one run, a run with the clip-norm release, a whole
-search; `search_cost`) hands it the event that must meet the target. Every ε covers the
+conversion, PLDs and calibration all come from `dp_accounting` (0.6.0). Every ε covers the
 release of every intermediate model (all checkpoints of the run), not only the final one;
 δ is per example.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
-import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import dp_accounting
 import numpy as np
-from dp_accounting import mechanism_calibration
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune.errors import PrivacyError
-from dptune.spec.config import DPSGDConfig
+from dptune.privacy.run import DPSGDRun, _check_delta, _is_int, _step_event, delta_warning, num_steps
 
 
 class ExcludedOrderFilter(logging.Filter):
@@ -57,16 +53,10 @@ __all__ = [
     "RDP_ORDERS",
     "MIN_NOISE_MULTIPLIER",
     "MAX_NOISE_MULTIPLIER",
-    "DPSGDRun",
     "PrivacyReport",
-    "num_steps",
-    "default_delta",
-    "delta_warning",
     "privacy_report",
     "compute_epsilon",
     "epsilon_curve",
-    "calibrate_noise",
-    "calibrate_noise_multiplier",
     "runs_rdp",
     "epsilon_of_rdp",
     "rdp_epsilon_of_event",
@@ -100,171 +90,6 @@ _MICROBATCH_NOTE = (
     "microbatch's clipped gradient by up to 2C, so the sensitivity doubles and the "
     "accountant charges noise multiplier sigma/2 = {charged:g} instead of sigma = {sigma:g}."
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers: steps, delta, validation
-# --------------------------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_n_batch(n: Any, batch_size: Any) -> None:
-    if not _is_int(n) or n < 1:
-        raise PrivacyError(f"n (number of training examples) must be an integer >= 1, got {n!r}")
-    if not _is_int(batch_size) or not 1 <= batch_size <= n:
-        raise PrivacyError(
-            f"batch_size must be an integer between 1 and n ({n}), got {batch_size!r}"
-        )
-
-
-def _check_delta(delta: Any, n: int) -> float:
-    if delta is None:
-        return default_delta(n)
-    if not _is_real(delta) or not 0 < delta < 1:
-        raise PrivacyError(f"delta must be a number in (0, 1), got {delta!r}")
-    return float(delta)
-
-
-def _check_epochs(epochs: Any) -> float:
-    if not _is_real(epochs) or not math.isfinite(epochs) or epochs <= 0:
-        raise PrivacyError(f"epochs must be a finite number > 0, got {epochs!r}")
-    return float(epochs)
-
-
-def num_steps(n: int, batch_size: int, epochs: float) -> int:
-    """Number of DP-SGD steps of `epochs` epochs: ceil(epochs · n / batch_size).
-
-    n: training examples; batch_size: expected batch size B; epochs may be fractional.
-    A product that is an integer up to floating-point noise (e.g. 0.1 · 60000 / 250) is not
-    rounded up. REFERENCES.md: n=60000, B=256, 60 epochs -> 14063.
-    """
-    _check_n_batch(n, batch_size)
-    epochs = _check_epochs(epochs)
-    exact = epochs * n / batch_size
-    nearest = round(exact)
-    if abs(exact - nearest) <= 1e-9 * max(1.0, exact):
-        return max(1, int(nearest))
-    return max(1, math.ceil(exact))
-
-
-def default_delta(n: int) -> float:
-    """dptune's default δ for n training examples: 1 / n^1.1 (below 1/n, as δ must be)."""
-    if not _is_int(n) or n < 1:
-        raise PrivacyError(f"n (number of training examples) must be an integer >= 1, got {n!r}")
-    return 1.0 / float(n) ** 1.1
-
-
-def delta_warning(delta: float, n: int) -> str | None:
-    """A warning text when δ ≥ 1/n (a mechanism that publishes one random example is then
-    (0, δ)-DP, so the guarantee is meaningless); None when δ < 1/n."""
-    if delta >= 1.0 / n:
-        return (
-            f"Warning: delta = {delta:.3g} is not below 1/N = {1.0 / n:.3g} (N = {n}); a mechanism "
-            f"that publishes a random training example meets such a guarantee. Use "
-            f"delta < 1/N, e.g. the default 1/N^1.1 = {default_delta(n):.3g}."
-        )
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# One run
-# --------------------------------------------------------------------------------------------
-
-
-def _step_event(sampling_rate: float, charged_noise: float) -> dp_accounting.DpEvent:
-    """One DP-SGD step: Poisson sampling at rate q, Gaussian noise multiplier σ (charged)."""
-    return dp_accounting.PoissonSampledDpEvent(sampling_rate, dp_accounting.GaussianDpEvent(charged_noise))
-
-
-@dataclass(frozen=True)
-class DPSGDRun:
-    """One DP-SGD training run as the accountant sees it: the only record of a run in dptune.privacy.
-
-    n_train: N, training examples (the unit of privacy is one of them); batch_size: the
-    expected batch size B (1 <= B <= N); noise_multiplier: σ as configured (noise std σC on
-    the clipped sum); steps: T (0: a run that never took a step, which costs nothing);
-    microbatched: fewer microbatches than B (the accountant then charges σ/2, see
-    `charged_noise_multiplier`). Raises PrivacyError for out-of-range values, naming them.
-    """
-
-    n_train: int
-    batch_size: int
-    noise_multiplier: float
-    steps: int
-    microbatched: bool = False
-
-    def __post_init__(self) -> None:
-        _check_n_batch(self.n_train, self.batch_size)
-        sigma = self.noise_multiplier
-        if not _is_real(sigma) or not math.isfinite(sigma) or sigma < 0:
-            raise PrivacyError(f"noise_multiplier must be a finite number >= 0, got {sigma!r}")
-        if not _is_int(self.steps) or self.steps < 0:
-            raise PrivacyError(f"steps must be an integer >= 0, got {self.steps!r}")
-        for name, value in (("n_train", int(self.n_train)), ("batch_size", int(self.batch_size)),
-                            ("noise_multiplier", float(sigma)), ("steps", int(self.steps)),
-                            ("microbatched", bool(self.microbatched))):
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def planned(
-        cls,
-        n_train: int,
-        batch_size: int,
-        noise_multiplier: float,
-        *,
-        epochs: float | None = None,
-        steps: int | None = None,
-        microbatched: bool = False,
-    ) -> DPSGDRun:
-        """The run of `epochs` epochs (steps = num_steps(n_train, batch_size, epochs)) or of
-        exactly `steps` >= 1 steps: give exactly one."""
-        if (epochs is None) == (steps is None):
-            raise PrivacyError(f"give exactly one of epochs and steps, got epochs={epochs!r} and steps={steps!r}")
-        if steps is None:
-            steps = num_steps(n_train, batch_size, epochs)
-        elif not _is_int(steps) or steps < 1:
-            raise PrivacyError(f"steps must be an integer >= 1, got {steps!r}")
-        return cls(n_train, batch_size, noise_multiplier, steps, microbatched)
-
-    @classmethod
-    def of_config(cls, config: DPSGDConfig, n_train: int, steps: int | None = None) -> DPSGDRun:
-        """The run of `config` on N = `n_train` rows: `steps` steps (default: the whole
-        config.epochs); microbatched when config.num_microbatches < config.batch_size."""
-        if steps is None:
-            steps = num_steps(n_train, config.batch_size, config.epochs)
-        return cls(n_train, config.batch_size, config.noise_multiplier, steps, not config.per_example)
-
-    @property
-    def sampling_rate(self) -> float:
-        """q = B / N: the probability that an example joins a step (Poisson sampling)."""
-        return self.batch_size / self.n_train
-
-    @property
-    def charged_noise_multiplier(self) -> float:
-        """σ the accountant charges: σ/2 when microbatched (one example can change a
-        microbatch's clipped gradient by 2C, so the sensitivity doubles), else σ.
-        This is the only place in dptune that applies that rule."""
-        return self.noise_multiplier / 2.0 if self.microbatched else self.noise_multiplier
-
-    def with_noise(self, noise_multiplier: float) -> DPSGDRun:
-        """The same run with noise multiplier σ = `noise_multiplier` (as configured)."""
-        return dataclasses.replace(self, noise_multiplier=noise_multiplier)
-
-    def event(self) -> dp_accounting.DpEvent:
-        """The run as a dp_accounting event: one step self-composed `steps` times."""
-        return dp_accounting.SelfComposedDpEvent(
-            _step_event(self.sampling_rate, self.charged_noise_multiplier), self.steps
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,145 +335,3 @@ def epsilon_curve(
         return [(step, math.inf) for step in checkpoints]
     rdp_one_step = _step_rdp(run.sampling_rate, run.charged_noise_multiplier)
     return [(step, epsilon_of_rdp(step * rdp_one_step, delta)[0]) for step in checkpoints]
-
-
-# --------------------------------------------------------------------------------------------
-# Calibration: σ for a target ε (the one solver)
-# --------------------------------------------------------------------------------------------
-
-
-def _unreachable(run: DPSGDRun, target: float, delta: float, accountant: str, what: str,
-                 hints: Sequence[str]) -> PrivacyError:
-    helps = [
-        f"more training examples (N = {run.n_train})",
-        f"fewer epochs ({run.steps} steps, {run.steps * run.sampling_rate:.3g} epochs)",
-        f"a smaller batch size / sampling rate (B = {run.batch_size}, q = {run.sampling_rate:.3g})",
-        "a larger target epsilon or delta",
-        *hints,
-    ]
-    if run.microbatched:
-        helps.append("per-example clipping (microbatches = batch size), which charges sigma, not sigma/2")
-    return PrivacyError(
-        f"target epsilon {target:g} at delta {delta:.3g} is unreachable for {what}: it would need a "
-        f"noise multiplier above {MAX_NOISE_MULTIPLIER:g} ({accountant.upper()} accountant, "
-        f"N = {run.n_train}, B = {run.batch_size}, {run.steps} steps). What would help: " + "; ".join(helps) + "."
-    )
-
-
-def calibrate_noise(
-    run: DPSGDRun,
-    target_epsilon: float,
-    delta: float,
-    *,
-    make_event: Callable[[DPSGDRun], dp_accounting.DpEvent] = DPSGDRun.event,
-    accountant: str = "rdp",
-    what: str = "one training run",
-    hints: Sequence[str] = (),
-) -> float:
-    """The smallest noise multiplier σ (to ~1e-5 relative) at which `make_event(run with σ)`
-    meets `target_epsilon` at `delta`: the one σ solver behind every calibration.
-
-    run: the run to calibrate (N, B, steps, microbatching); its noise_multiplier is the
-    first guess, in [MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER] (1 suits targets near 1).
-    The σ returned is the one to configure (the event charges σ/2 when microbatched).
-    make_event: the mechanism that must meet the target: the run alone (default), the run
-    composed with the clip-norm release, or a whole search of such runs. accountant: "rdp"
-    or "pld" (PLD discretized for run.steps, as compute_epsilon does). Guarantee: the ε of
-    that event, exactly as event_epsilons computes it, is <= target and >= 0.99 · target.
-    Solved by dp_accounting.calibrate_dp_mechanism on a bracket found here (steps of 2× from
-    the guess). `what` names the mechanism and `hints` add remedies in the messages.
-    Raises PrivacyError when σ would exceed MAX_NOISE_MULTIPLIER (the target is unreachable;
-    the message says what would help) or fall below MIN_NOISE_MULTIPLIER (the target is so
-    large that it promises nothing).
-    """
-    if not _is_real(target_epsilon) or not math.isfinite(target_epsilon) or target_epsilon <= 0:
-        raise PrivacyError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
-    delta = _check_delta(delta, run.n_train)
-    if accountant not in ("rdp", "pld"):
-        raise PrivacyError(f"accountant must be 'rdp' or 'pld', got {accountant!r}")
-    if not MIN_NOISE_MULTIPLIER <= run.noise_multiplier <= MAX_NOISE_MULTIPLIER:
-        raise PrivacyError(f"the first guess of sigma must be in [{MIN_NOISE_MULTIPLIER:g}, "
-                           f"{MAX_NOISE_MULTIPLIER:g}], got {run.noise_multiplier:g}")
-    target = float(target_epsilon)
-    use_pld = accountant == "pld"
-    # The PLD discretization depends on the event's RDP ε, i.e. on σ: the accountant factory
-    # reads the event calibrate_dp_mechanism built just before asking for it.
-    last_event: list[dp_accounting.DpEvent] = []
-
-    def event_of(sigma: float) -> dp_accounting.DpEvent:
-        last_event[:] = [make_event(run.with_noise(float(sigma)))]
-        return last_event[0]
-
-    def epsilon_of(sigma: float) -> float:
-        epsilon_rdp, _, epsilon_pld = event_epsilons(event_of(sigma), delta, steps=run.steps, pld=use_pld)
-        return epsilon_pld if use_pld else epsilon_rdp
-
-    def make_accountant() -> dp_accounting.PrivacyAccountant:
-        if not use_pld:
-            return _rdp_accountant()
-        return _pld_accountant(rdp_epsilon_of_event(last_event[0], delta)[0], run.steps)
-
-    if epsilon_of(MAX_NOISE_MULTIPLIER) > target:
-        raise _unreachable(run, target, delta, accountant, what, hints)
-    low = high = run.noise_multiplier  # bracket: epsilon_of(low) > target >= epsilon_of(high)
-    if epsilon_of(high) > target:
-        while True:
-            low, high = high, min(2.0 * high, MAX_NOISE_MULTIPLIER)
-            if epsilon_of(high) <= target:
-                break
-    else:
-        while True:
-            low, high = low / 2.0, low
-            if epsilon_of(low) > target:
-                break
-            if low < MIN_NOISE_MULTIPLIER:
-                raise PrivacyError(
-                    f"target epsilon {target:g} is so large that any noise multiplier >= {low:g} meets it "
-                    f"for {what}: such a budget promises no meaningful privacy; choose a smaller target epsilon"
-                )
-    sigma = float(dp_accounting.calibrate_dp_mechanism(
-        make_accountant, event_of, target, delta, mechanism_calibration.ExplicitBracketInterval(low, high),
-        tol=1e-5 * low,
-    ))
-    achieved = epsilon_of(sigma)
-    for _ in range(200):  # "never above the target", for exactly the ε reported later
-        if achieved <= target:
-            break
-        sigma *= 1 + 1e-6
-        achieved = epsilon_of(sigma)
-    if not 0.99 * target <= achieved <= target:
-        raise PrivacyError(
-            f"could not calibrate sigma for {what} to target epsilon {target:g}: got epsilon {achieved:g} "
-            f"at sigma {sigma:g} ({accountant.upper()} accountant)"
-        )
-    return sigma
-
-
-def calibrate_noise_multiplier(
-    target_epsilon: float,
-    n: int,
-    batch_size: int,
-    *,
-    epochs: float,
-    delta: float | None,
-    microbatched: bool = False,
-    accountant: str = "rdp",
-) -> float:
-    """The smallest noise multiplier σ (to ~1e-5 relative) whose run meets `target_epsilon`.
-
-    The run is as in compute_epsilon (`microbatched` charges σ/2; the σ returned is the one
-    to configure, not the charged one). `accountant` is "rdp" or "pld": the ε that must meet
-    the target, exactly as compute_epsilon computes it. Guarantee: that ε is <= target and
-    >= 0.99 · target (calibrate_noise). PLD starts from the RDP answer (it needs a little
-    less noise). Raises PrivacyError when σ would exceed MAX_NOISE_MULTIPLIER (target
-    unreachable) or fall below MIN_NOISE_MULTIPLIER (target so large it promises nothing).
-    """
-    run = DPSGDRun.planned(n, batch_size, 1.0, epochs=epochs, microbatched=microbatched)
-    delta = _check_delta(delta, n)
-    if accountant == "pld":
-        try:
-            run = run.with_noise(calibrate_noise(run, target_epsilon, delta))
-        except PrivacyError:  # RDP cannot reach a target PLD can: search from σ = 1
-            pass
-    hints = ["the PLD accountant, which is tighter (RDP cannot certify very small epsilon)"] if accountant == "rdp" else []
-    return calibrate_noise(run, target_epsilon, delta, accountant=accountant, hints=hints)

@@ -34,17 +34,9 @@ import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from dptune.errors import PrivacyError
-from dptune.privacy.accountant import (
-    RDP_ORDERS,
-    DPSGDRun,
-    _is_int,
-    _is_real,
-    calibrate_noise,
-    epsilon_of_rdp,
-    event_epsilons,
-    pld_epsilon_of_event,
-    runs_rdp,
-)
+from dptune.privacy.accountant import RDP_ORDERS, epsilon_of_rdp, event_epsilons, pld_epsilon_of_event, runs_rdp
+from dptune.privacy.calibration import calibrate_noise
+from dptune.privacy.run import DPSGDRun, _is_int, _is_real
 
 __all__ = [
     "SearchCost",

@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dptune.privacy.accountant import DPSGDRun, delta_warning, privacy_report
+from dptune.privacy.accountant import privacy_report
+from dptune.privacy.run import DPSGDRun, delta_warning
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig
 

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dptune.data import resolve_dataset
 from dptune.errors import ConfigError
-from dptune.privacy.accountant import default_delta
+from dptune.privacy.run import default_delta
 from dptune.privacy.statement import (
     PrivacyStatement,
     SearchPart,

@@ -37,8 +37,8 @@ from dptune.data import resolve_dataset
 from dptune.data.dataset import Dataset
 from dptune.engine.profile import gradient_norm_profile
 from dptune.errors import PrivacyError
-from dptune.privacy.accountant import DPSGDRun
 from dptune.privacy.clip_quantile import ClipSelection, private_clip_norm, public_clip_norm
+from dptune.privacy.run import DPSGDRun
 from dptune.privacy.search_cost import calibrate_with_clip_selection, epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig
 from dptune.spec.search import SearchSpec

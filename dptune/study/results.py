@@ -19,7 +19,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from dptune.privacy.accountant import DPSGDRun, num_steps
+from dptune.privacy.run import DPSGDRun, num_steps
 from dptune.privacy.search_cost import search_cost_naive_composition, search_cost_repeat_and_select
 from dptune.spec.search import PER_EXAMPLE, SearchSpec
 from dptune.study.modes import _trials_key, calibrated_noise_multiplier

@@ -14,7 +14,7 @@ import yaml
 from dptune import privacy
 from dptune.cli import main
 from dptune.data import builtin_dataset
-from dptune.privacy.accountant import DPSGDRun
+from dptune.privacy.run import DPSGDRun
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.report.export import train_from_config
 from dptune.spec.config import DPSGDConfig, ModelSpec
