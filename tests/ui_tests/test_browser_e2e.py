@@ -277,3 +277,38 @@ def _end_to_end(app, browser, pages, tmp_path):
     page.wait_for_selector("text=3 of 3 trials done")
     _no_exception(page)
     print(f"browser end-to-end test took {time.time() - started:.1f} s")
+
+
+def test_a_messy_real_world_csv_in_the_browser(app, browser, tmp_path):
+    """Issue 10: a real-world-shaped upload (semicolons with decimal commas, a repeated column
+    name, a free-text and an ID column, a column recorded after the outcome, a sensitive
+    attribute) is read, every problem is listed at once and fixed on the page, and the numbers
+    shown are the prepared dataset's."""
+    from data_files import messy_csv
+
+    upload = tmp_path / "loans.csv"
+    upload.write_bytes(messy_csv())
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{app.url}/data")
+        page.wait_for_selector("h1:has-text('Data')")
+        page.get_by_text("Upload a file", exact=True).click()
+        _idle(page)
+        page.locator("input[type='file']").set_input_files(str(upload))
+        page.wait_for_selector("text=semicolon")  # the separator that was detected, said on the page
+        page.wait_for_selector("text=has 2 problems")  # the repeated `score` and the free-text `name`, at once
+        warning = page.locator("[data-testid='stAlert']", has_text="decision_code").first
+        warning.wait_for()
+        assert "'id'" in warning.inner_text() or "`id`" in warning.inner_text() or " id" in warning.inner_text()
+        page.get_by_role("button", name="Drop these columns").click()
+        _idle(page)
+        page.wait_for_selector("text=Ignored on this page's advice")
+        page.locator("[data-testid='stMetricValue']", has_text="244").first.wait_for()  # N after the split
+        _no_exception(page)
+        if os.environ.get("DPTUNE_SCREENSHOT_DIR"):
+            _shoot(page, "data_upload", Path(os.environ["DPTUNE_SCREENSHOT_DIR"]))
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        print(f"failure screenshot: {tmp_path / 'failure.png'}; app log: {app.log}")
+        raise
