@@ -36,7 +36,7 @@ def handle_tune(args: argparse.Namespace) -> int:
     study exists), then run the search and print its best trial and its cost."""
     from dptune.data import resolve_dataset
     from dptune.spec.search import load_search_spec
-    from dptune.study.budget import check_budget
+    from dptune.study.budget import check_budget, privacy_notes
     from dptune.study.results import best_trial_within, search_cost
     from dptune.study.search import tune
 
@@ -50,6 +50,8 @@ def handle_tune(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
     if budget.errors:
         return 2  # as for any other user error
+    for message in privacy_notes(spec, dataset.n_train):
+        print(f"note: {message}", file=sys.stderr)
     outcome = tune(spec, dataset=dataset, progress=not args.no_progress, log=print)
     study = outcome.study
     print(f"study {study.study_name!r} ({outcome.spec.mode}) in {outcome.spec.storage}: "

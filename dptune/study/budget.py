@@ -13,6 +13,10 @@ by `dptune tune` alike (pure: a spec and the dataset's N in, messages out).
 - σ searched (pareto): a warning when even the largest σ of the range misses the target at
   the smallest B and epochs (no trial would be within it).
 
+`privacy_notes(spec, n_train)` says, before anything runs, what will not be private or will
+cost more than it seems: the recipe's non-private baseline, microbatching (σ/2 charged),
+batch sizes above N (capped), and targets so small that the noise swamps the gradients.
+
 ε is what a trial is charged: its training run composed with the clip-norm histograms already
 released on the data (`clip_selection_epsilon`), as trials calibrate and record it. A target
 that covers the whole search (`epsilon_includes_search_cost`) is calibrated when the trials
@@ -25,6 +29,7 @@ import itertools
 from typing import NamedTuple
 
 from dptune import privacy
+from dptune.errors import PrivacyError
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.privacy.statement import delta_warnings
 from dptune.spec.search import PER_EXAMPLE, SearchSpec
@@ -121,3 +126,38 @@ def _check_searched(spec: SearchSpec, n_train: int, delta: float, check: BudgetC
             f"Even σ = {sigma:g} with B = {batches[0]} and {epochs[0]} epoch(s) gives ε = {best:.3g} > target "
             f"{spec.target_epsilon:g}: no trial will be within the target. Raise the σ range, lower B or epochs."
         )
+
+
+# Effective noise σ/B (std of the noise on the averaged gradient, in units of C) above which
+# a model is expected to stay near chance: digits at ε = 3 trains with σ/B ≈ 0.02 (0.9
+# accuracy); ε = 0.01 needed σ = 45–91 at B ≤ 256 (σ/B ≥ 0.2) and gave the majority class.
+CHANCE_LEVEL_NOISE = 0.2
+
+
+def privacy_notes(spec: SearchSpec, n_train: int) -> list[str]:
+    """What a user should know before Start: what will not be private, and what costs more."""
+    notes = []
+    mode = mode_for(spec.mode)
+    if mode.noise_policy is NoisePolicy.RECIPE:
+        notes.append("The recipe first trains a non-private baseline (σ = 0): the search as a whole has no privacy "
+                     "guarantee (its ε is ∞); only the chosen configuration's own training run is private.")
+    if any(choice != PER_EXAMPLE for choice in spec.ranges.num_microbatches) and mode.noise_policy is not \
+            NoisePolicy.RECIPE:
+        notes.append("Microbatches m < B are charged σ/2 (one example can change a microbatch's clipped gradient by "
+                     "2C): the same σ buys less privacy than per-example clipping.")
+    too_large = [int(b) for b in spec.ranges.batch_size if int(b) > n_train]
+    if too_large:
+        notes.append(f"Batch sizes above N = {n_train:,} ({', '.join(map(str, too_large))}) are capped at N.")
+    if mode.noise_policy is NoisePolicy.CALIBRATED and not spec.epsilon_includes_search_cost:
+        batch = min(max(int(b) for b in spec.ranges.batch_size), n_train)
+        epochs = min(int(e) for e in spec.ranges.epochs)
+        try:
+            sigma = privacy.calibrate_noise_multiplier(spec.target_epsilon, n_train, batch, epochs=float(epochs),
+                                                       delta=resolve_delta(spec, n_train))
+        except PrivacyError:
+            return notes  # check_budget reports an unreachable target
+        if sigma / batch > CHANCE_LEVEL_NOISE:
+            notes.append(f"ε = {spec.target_epsilon:g} needs σ ≥ {sigma:.3g} even at B = {batch}, {epochs} epoch(s): "
+                         f"noise of {sigma / batch:.2f}·C on every averaged gradient is likely to leave the model near "
+                         "chance level. Raise the target ε, use more data or fewer epochs.")
+    return notes

@@ -7,7 +7,7 @@ from search_helpers import TINY_MLP
 
 from dptune import privacy
 from dptune.spec.search import SearchSpec
-from dptune.study.budget import check_budget, resolve_delta
+from dptune.study.budget import check_budget, privacy_notes, resolve_delta
 
 N = 1000
 
@@ -69,3 +69,17 @@ def test_the_recipe_and_a_whole_search_target_are_checked_when_trials_start():
 def test_delta_defaults_to_one_over_n_to_the_1_1():
     assert resolve_delta(spec(), N) == pytest.approx(N ** -1.1)
     assert resolve_delta(spec(delta=1e-6), N) == 1e-6
+
+
+def test_what_will_not_be_private_is_said_before_anything_runs():
+    """Issue 10 item 15: the recipe's σ = 0 baseline, σ/2 for m < B, B > N, chance-level targets."""
+    assert any("non-private baseline" in note for note in privacy_notes(spec(mode="recipe"), N))
+    micro = spec(target_epsilon=3.0, ranges={"batch_size": [32, 2 * N], "epochs": 2, "num_microbatches": [4]})
+    notes = privacy_notes(micro, N)
+    assert any("charged σ/2" in note for note in notes)
+    assert any("Batch sizes above N = 1,000 (2000) are capped at N" in note for note in notes)
+    per_example = {"batch_size": 64, "epochs": 2, "num_microbatches": ["per_example"]}
+    assert privacy_notes(spec(target_epsilon=3.0, ranges=per_example), N) == []
+    (chance,) = privacy_notes(spec(target_epsilon=0.01, ranges=per_example), N)
+    sigma = privacy.calibrate_noise_multiplier(0.01, N, 64, epochs=2.0, delta=privacy.default_delta(N))
+    assert sigma / 64 > 0.2 and f"σ ≥ {sigma:.3g}" in chance and "chance level" in chance
