@@ -45,12 +45,24 @@ with core.guard("Trade-offs"):
 
     left, right = st.columns([3, 2])
     with left:
-        st.markdown("**Pareto front: ε against validation accuracy** (colour: training speed; click a point)")
-        st.plotly_chart(
-            plots.pareto_front_figure(frame, target_epsilon=target, selected=st.session_state.get(select_key)),
-            key=f"trade-pareto-{name}", on_select=on_click, selection_mode="points",
-        )
-        st.caption(plots.EPSILON_PER_TRIAL + " " + trial_view.search_cost_caption(snapshot))
+        if snapshot.user_attrs.get("mode") == "budgeted":
+            # every trial spends the target ε (σ calibrated): an ε front would be step-rounding
+            # noise, so the main figure shows what varies - time and m - against accuracy
+            st.markdown("**Validation accuracy against training time** (every trial spends the target ε; "
+                        "colour: microbatches m, ◆ per-example clipping; click a point)")
+            st.plotly_chart(
+                plots.accuracy_vs_time_figure(frame, selected=st.session_state.get(select_key)),
+                key=f"trade-pareto-{name}", on_select=on_click, selection_mode="points",
+            )
+            st.caption(trial_view.budgeted_epsilon_caption(done, target) + " " + plots.EPSILON_PER_TRIAL + " "
+                       + trial_view.search_cost_caption(snapshot))
+        else:
+            st.markdown("**Pareto front: ε against validation accuracy** (colour: training speed; click a point)")
+            st.plotly_chart(
+                plots.pareto_front_figure(frame, target_epsilon=target, selected=st.session_state.get(select_key)),
+                key=f"trade-pareto-{name}", on_select=on_click, selection_mode="points",
+            )
+            st.caption(plots.EPSILON_PER_TRIAL + " " + trial_view.search_cost_caption(snapshot))
     with right:
         if numbers:
             labels = {int(row["number"]): trial_view.trial_label(row, best) for _, row in done.iterrows()}

@@ -11,6 +11,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
                                    # or {distribution: truncated_negative_binomial, mean: 20, shape: 1}
     epsilon_includes_search_cost: false
     clip_selection_epsilon: 0      # ε of clip-norm histograms already released on this dataset (composed into every trial)
+    max_trial_epsilon: null        # pareto only: no trial spends more (default 3 x target_epsilon; σ's range is raised)
     ranges:                        # [low, high] (log scale), a single value fixes it
       l2_norm_clip: [0.1, 10]
       learning_rate: [0.01, 1.0]
@@ -65,6 +66,15 @@ TRIAL_DISTRIBUTIONS = ("fixed", "poisson", "truncated_negative_binomial")
 PER_EXAMPLE = "per_example"
 FIXED_KEYS = ("optimizer", "momentum", "sampling", "seed")
 STUDY_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+#: the default learning-rate range of each optimizer (fixed.optimizer): plain SGD up to 1,
+#: SGD with momentum 0.9 a tenth of that (its steps are about 10x larger), Adam 1e-4..1e-2
+DEFAULT_LEARNING_RATES: dict[str, tuple[float, float]] = {
+    "sgd": (0.01, 1.0),
+    "momentum": (0.001, 0.1),
+    "adam": (0.0001, 0.01),
+}
+#: pareto mode: the default cap on one trial's ε, as a multiple of target_epsilon
+MAX_TRIAL_EPSILON_FACTOR = 3.0
 
 
 # ---------------------------------------------------------------------------- trial count
@@ -230,13 +240,17 @@ def _pair(value: Any, key: str, *, integer: bool) -> tuple:
     return (low, high)
 
 
-def default_ranges(mode: str) -> SearchRanges:
+def default_ranges(mode: str, optimizer: Any = "sgd") -> SearchRanges:
+    """The ranges of a spec that gives none (or fills the keys it leaves out): the mode's σ
+    range and the optimizer's learning rates (DEFAULT_LEARNING_RATES; unknown: SGD's)."""
+    learning_rate = DEFAULT_LEARNING_RATES.get(optimizer if isinstance(optimizer, str) else "sgd",
+                                               DEFAULT_LEARNING_RATES["sgd"])
     if mode == "pareto":
-        return SearchRanges(noise_multiplier=(0.5, 5.0))
+        return SearchRanges(noise_multiplier=(0.5, 5.0), learning_rate=learning_rate)
     if mode == "recipe":
         # m = 1: the effective noise is sigma*C, so small sigmas (TF Privacy's guide: 0.01 or less)
-        return SearchRanges(noise_multiplier=(0.001, 1.0), num_microbatches=(1,))
-    return SearchRanges()
+        return SearchRanges(noise_multiplier=(0.001, 1.0), num_microbatches=(1,), learning_rate=learning_rate)
+    return SearchRanges(learning_rate=learning_rate)
 
 
 # ---------------------------------------------------------------------------- pruner
@@ -356,6 +370,7 @@ class SearchSpec:
     n_trials: TrialCount = field(default_factory=TrialCount)
     epsilon_includes_search_cost: bool = False
     clip_selection_epsilon: float = 0.0
+    max_trial_epsilon: float | None = None
     ranges: SearchRanges | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
     sampler: str = "tpe"
@@ -376,7 +391,9 @@ class SearchSpec:
         if self.delta is not None:
             number(self.delta, "delta", low=0, high=1, low_open=True, high_open=True)
         if self.ranges is None:
-            object.__setattr__(self, "ranges", default_ranges(self.mode))
+            fixed = self.fixed if isinstance(self.fixed, dict) else {}
+            object.__setattr__(self, "ranges", default_ranges(self.mode, fixed.get("optimizer", "sgd")))
+        self._check_max_trial_epsilon()
         if self.pruner is None:
             # pareto: Optuna cannot prune multi-objective trials; recipe: the objective is
             # sigma, not accuracy, so a median pruner would stop exactly the trials it needs.
@@ -395,6 +412,23 @@ class SearchSpec:
         number(self.heartbeat_seconds, "heartbeat_seconds", low=1, integer=True)
         number(self.workers, "workers", low=1, integer=True)
         self._check_mode()
+
+    def _check_max_trial_epsilon(self) -> None:
+        """max_trial_epsilon: pareto only (budgeted trials spend the target, the recipe scales
+        σ to it), at least the target; None means the default (`trial_epsilon_cap`)."""
+        if self.max_trial_epsilon is None:
+            return
+        if self.mode != "pareto":
+            raise ConfigError(
+                f"max_trial_epsilon: only used in pareto mode (in {self.mode} mode σ is set from "
+                "target_epsilon); remove it"
+            )
+        cap = number(self.max_trial_epsilon, "max_trial_epsilon", low=0, low_open=True)
+        if cap < self.target_epsilon:
+            raise ConfigError(
+                f"max_trial_epsilon ({cap:g}) must be at least target_epsilon ({self.target_epsilon:g}): "
+                "it caps what one trial may spend, above the target the search looks for"
+            )
 
     def _check_mode(self) -> None:
         ranges = self.ranges
@@ -459,6 +493,17 @@ class SearchSpec:
         return DPSGDConfig(**values)
 
     @property
+    def trial_epsilon_cap(self) -> float | None:
+        """pareto: the most ε one trial may spend (training composed with the clip-norm
+        releases): `max_trial_epsilon`, by default MAX_TRIAL_EPSILON_FACTOR × target_epsilon
+        (a spec written before the key existed gets the default). None in the other modes."""
+        if self.mode != "pareto":
+            return None
+        if self.max_trial_epsilon is not None:
+            return float(self.max_trial_epsilon)
+        return MAX_TRIAL_EPSILON_FACTOR * float(self.target_epsilon)
+
+    @property
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
@@ -486,6 +531,7 @@ class SearchSpec:
             "n_trials": self.n_trials.to_dict(),
             "epsilon_includes_search_cost": self.epsilon_includes_search_cost,
             "clip_selection_epsilon": self.clip_selection_epsilon,
+            **({"max_trial_epsilon": self.max_trial_epsilon} if self.max_trial_epsilon is not None else {}),
             "ranges": self.ranges.to_dict(),
             "fixed": dict(self.fixed),
             "sampler": self.sampler,
@@ -527,8 +573,12 @@ class SearchSpec:
             )
         if values.get("clip_selection_epsilon") is not None:
             kwargs["clip_selection_epsilon"] = number(values["clip_selection_epsilon"], "clip_selection_epsilon", low=0)
+        if values.get("max_trial_epsilon") is not None:
+            kwargs["max_trial_epsilon"] = number(values["max_trial_epsilon"], "max_trial_epsilon", low=0, low_open=True)
         if values.get("ranges") is not None:
-            kwargs["ranges"] = SearchRanges.from_dict(values["ranges"], defaults=default_ranges(mode))
+            fixed = values.get("fixed") if isinstance(values.get("fixed"), dict) else {}
+            kwargs["ranges"] = SearchRanges.from_dict(values["ranges"],
+                                                      defaults=default_ranges(mode, fixed.get("optimizer", "sgd")))
         if values.get("fixed") is not None:
             kwargs["fixed"] = dict(check_keys(values["fixed"], "fixed", optional=FIXED_KEYS))
         if "pruner" in values:

@@ -7,6 +7,8 @@ pruned and which bound on the privacy cost of the whole search it supports:
     budgeted  val accuracy (max)                       calibrated: each trial spends  yes     bounded in advance
                                                        exactly the target ε
     pareto    val accuracy (max), ε (min), time (min)  searched in ranges.noise_...   no      composition
+                                                       (low end raised so no trial
+                                                       spends more than the ε cap)
     recipe    σ (max) s.t. accuracy within tolerance   searched at m = 1, then σ and  yes     composition
               of the non-private baseline              m scaled together (recipe)
 
@@ -32,7 +34,11 @@ import optuna
 
 from dptune import privacy
 from dptune.errors import ConfigError
-from dptune.privacy.search_cost import calibrate_search_noise, calibrate_with_clip_selection
+from dptune.privacy.search_cost import (
+    calibrate_search_noise,
+    calibrate_with_clip_selection,
+    epsilon_with_clip_selection,
+)
 from dptune.spec.config import DPSGDConfig
 from dptune.spec.search import PER_EXAMPLE, SearchSpec
 
@@ -72,6 +78,24 @@ def calibrated_noise_multiplier(
     return privacy.calibrate_noise_multiplier(
         target_epsilon, n_train, batch_size, epochs=epochs, delta=delta, microbatched=microbatched
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def sigma_floor_for_cap(
+    epsilon_cap: float, n_train: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
+    clip_epsilon: float, sigma_low: float,
+) -> float:
+    """The least σ >= `sigma_low` whose trial spends at most `epsilon_cap` (pareto mode's cap,
+    SearchSpec.trial_epsilon_cap): `sigma_low` itself when its RDP ε (composed with the clip
+    selection's `clip_epsilon`) is within the cap, else the σ the accountant calibrates for the
+    cap (calibrated_noise_multiplier: ε in [0.99 · cap, cap]). Raises PrivacyError when no σ
+    meets the cap (e.g. the clip selection alone spends more)."""
+    run = privacy.DPSGDRun.planned(n_train, batch_size, float(sigma_low), epochs=epochs, microbatched=microbatched)
+    if epsilon_with_clip_selection(run, clip_epsilon, delta)[0] <= epsilon_cap:
+        return float(sigma_low)
+    sigma = calibrated_noise_multiplier(epsilon_cap, n_train, batch_size, epochs, delta, microbatched,
+                                        clip_epsilon=clip_epsilon)
+    return max(float(sigma_low), sigma)
 
 
 def _trials_key(spec: SearchSpec) -> dict:
@@ -211,7 +235,12 @@ class BudgetedMode(_RangesMode):
 
 
 class ParetoMode(_RangesMode):
-    """σ searched like the other hyperparameters; accuracy up, ε down, training time down."""
+    """σ searched like the other hyperparameters; accuracy up, ε down, training time down.
+
+    No trial spends more than the spec's `trial_epsilon_cap` (default 3 × target): for each
+    suggested (B, epochs, m) the lower end of the σ range is raised to the σ that meets the
+    cap (sigma_floor_for_cap), so a tiny σ never buys a huge ε that dominates the search's cost.
+    """
 
     name = "pareto"
     directions = ("maximize", "minimize", "minimize")
@@ -221,7 +250,16 @@ class ParetoMode(_RangesMode):
 
     def noise_multiplier(self, trial: optuna.Trial, spec: SearchSpec, n_train: int, batch_size: int, epochs: float,
                          delta: float, microbatched: bool, clip_epsilon: float) -> float:
-        return float(suggest_log(trial, "noise_multiplier", spec.ranges.noise_multiplier))
+        """σ from ranges.noise_multiplier, its lower end raised to meet the ε cap. When even the
+        upper end spends more than the cap, σ is the cap's σ (above the range): the cap wins."""
+        low, high = spec.ranges.noise_multiplier
+        cap = spec.trial_epsilon_cap
+        floor = low if cap is None else sigma_floor_for_cap(
+            float(cap), int(n_train), int(batch_size), float(epochs), float(delta), bool(microbatched),
+            float(clip_epsilon), float(low))
+        if floor <= low:
+            return float(suggest_log(trial, "noise_multiplier", (low, high)))
+        return float(trial.suggest_float("noise_multiplier", floor, max(high, floor), log=True))
 
     def objective_value(self, result: Any, trial: optuna.Trial) -> tuple[float, float, float]:
         """(val accuracy, ε, training seconds); ε is the total with the clip selection, if any."""

@@ -14,7 +14,8 @@ import re
 from typing import Any
 
 from dptune.errors import ConfigError
-from dptune.spec.config import ModelSpec
+from dptune.spec.config import OPTIMIZERS, ModelSpec
+from dptune.spec.search import DEFAULT_LEARNING_RATES, MAX_TRIAL_EPSILON_FACTOR
 
 PER_EXAMPLE = "per_example"
 MODES = {
@@ -26,6 +27,15 @@ MODES = {
     "σ that keeps accuracy with m = 1, then σ and m scaled together to meet the target ε.",
 }
 MICROBATCH_CHOICES = (1, 4, 8, 16, 32, 64, PER_EXAMPLE)
+#: the optimizer choices of the Search page (DPSGDConfig.optimizer; momentum is used by
+#: "momentum" only) and the learning-rate range to offer for each (the spec's defaults,
+#: dptune.spec.search.DEFAULT_LEARNING_RATES).
+OPTIMIZER_LABELS = {
+    "sgd": "SGD",
+    "momentum": "SGD with momentum",
+    "adam": "Adam",
+}
+LEARNING_RATE_RANGES: dict[str, list[float]] = {name: list(pair) for name, pair in DEFAULT_LEARNING_RATES.items()}
 
 DEFAULT_STATE: dict[str, Any] = {
     "dataset": {"source": "builtin", "builtin": "digits", "upload": None, "options": {}},
@@ -47,11 +57,14 @@ DEFAULT_STATE: dict[str, Any] = {
         "n_trials": 12,
         "workers": 1,
         "l2_norm_clip": [0.1, 10.0],
-        "learning_rate": [0.1, 3.0],
+        "learning_rate": list(LEARNING_RATE_RANGES["sgd"]),
+        "optimizer": "sgd",
+        "momentum": 0.9,  # used by optimizer "momentum" only
         "batch_size": [32, 256],
         "epochs": [1, 5],
         "num_microbatches": [8, 32, PER_EXAMPLE],
         "noise_multiplier": [0.5, 5.0],  # pareto mode
+        "max_trial_epsilon": None,  # pareto mode: no trial spends more; None = MAX_TRIAL_EPSILON_FACTOR x target
         "recipe_noise_multiplier": [0.001, 1.0],  # recipe mode, at m = 1 (the effective noise is σ·C)
         "sampler": "tpe",
         "pruner": "median",
@@ -68,7 +81,8 @@ QUICK_START_SEARCH: dict[str, Any] = {
     "n_trials": 3,
     "workers": 1,
     "l2_norm_clip": [0.5, 3.0],
-    "learning_rate": [0.5, 3.0],
+    "learning_rate": [0.3, 1.0],
+    "optimizer": "sgd",
     "batch_size": [64, 64],
     "epochs": [2, 2],
     "num_microbatches": [PER_EXAMPLE],
@@ -169,6 +183,15 @@ def search_spec_dict(
         ranges["noise_multiplier"] = _pair(search.get("recipe_noise_multiplier") or [0.001, 1.0], "σ range")
     if mode == "recipe":
         ranges["num_microbatches"] = [1]
+    optimizer = search.get("optimizer") or "sgd"
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    fixed: dict[str, Any] = {"optimizer": optimizer, "seed": int(search.get("seed") or 0)}
+    if optimizer == "momentum":  # the other optimizers ignore it: not written, so the YAML does not mislead
+        momentum = float(search.get("momentum", 0.9))
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum:g}")
+        fixed["momentum"] = momentum
     pruner = search.get("pruner", "median")
     if mode != "budgeted":
         pruner = "none"
@@ -180,7 +203,7 @@ def search_spec_dict(
         "delta": None if search.get("delta") in (None, 0, 0.0) else float(search["delta"]),
         "n_trials": int(search["n_trials"]),
         "ranges": ranges,
-        "fixed": {"seed": int(search.get("seed") or 0)},
+        "fixed": fixed,
         "sampler": search.get("sampler", "tpe"),
         "pruner": pruner,
         "study_name": study_name,
@@ -190,6 +213,9 @@ def search_spec_dict(
         # every histogram released on this dataset stays spent, whichever C the search uses
         "clip_selection_epsilon": spent_on(state["clip"], str(dataset_ref.get("fingerprint")))["epsilon"],
     }
+    if mode == "pareto":  # written out, so the search YAML shows the cap the trials run under
+        cap = search.get("max_trial_epsilon")
+        values["max_trial_epsilon"] = float(cap) if cap else MAX_TRIAL_EPSILON_FACTOR * float(search["target_epsilon"])
     if mode == "recipe":
         clip = state["clip"]
         recipe: dict[str, Any] = {

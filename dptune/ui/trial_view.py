@@ -106,6 +106,17 @@ def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> Non
         )
 
 
+def budgeted_epsilon_caption(done: pd.DataFrame, target: Any) -> str:
+    """Why a budgeted study's main figure has no ε axis: every trial's ε is the target (σ
+    calibrated to it), up to the rounding of the step count; the range actually spent is said."""
+    epsilon = pd.to_numeric(done["epsilon"], errors="coerce").dropna() if "epsilon" in done else pd.Series([], dtype=float)
+    spent = (f" (here ε = {format_epsilon(float(epsilon.min()))} to {format_epsilon(float(epsilon.max()))})"
+             if len(epsilon) else "")
+    return (f"Budgeted search: σ is calibrated so that every trial spends the target ε = {_fmt(target, '{:g}')}"
+            f"{spent}; its differences are the rounding of the step count, so the trials are compared on "
+            "accuracy, time and the hyperparameters that vary (m, C, learning rate, B, epochs).")
+
+
 def search_cost_caption(snapshot: core.StudySnapshot) -> str:
     """What the whole search spent, beside the per-trial ε (from the study's `search_cost`)."""
     cost = snapshot.user_attrs.get("search_cost") or {}

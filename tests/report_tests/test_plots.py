@@ -178,3 +178,52 @@ def test_pareto_axis_is_readable_when_every_trial_spends_the_target():
     figure = plots.pareto_front_figure(frame, target_epsilon=3.0)
     low, high = figure.layout.xaxis.range
     assert low <= 2.8 and high >= 3.2
+
+
+def _pareto_frame(epsilons):
+    n = len(epsilons)
+    history = [[{"epoch": 1, "step": 10, "val_accuracy": 0.5, "epsilon": e / 3},
+                {"epoch": 2, "step": 20, "val_accuracy": 0.6, "epsilon": e}] for e in epsilons]
+    return pd.DataFrame({"number": list(range(n)), "state": ["COMPLETE"] * n,
+                         "val_accuracy": np.linspace(0.5, 0.9, n), "epsilon": epsilons,
+                         "examples_per_second": [1e4] * n, "history": history})
+
+
+def test_epsilon_axes_are_logarithmic_when_epsilon_spans_decades():
+    """Issue 10 item 13: a pareto study's ε from 0.4 to 58 (a recipe's to 3·10^7) squashed every
+    trial of interest near 0 on a linear axis; above a ratio of 30 the ε axes are log."""
+    wide = _pareto_frame([0.4, 1.2, 2.9, 7.5, 58.0])
+    pareto = plots.pareto_front_figure(wide, target_epsilon=3.0)
+    assert pareto.layout.xaxis.type == "log" and "log scale" in pareto.layout.xaxis.title.text
+    assert any(a.text == "target ε = 3" for a in pareto.layout.annotations)
+    curves = plots.epsilon_curves_figure(wide, target_epsilon=3.0)
+    assert curves.layout.yaxis.type == "log"
+    low, high = curves.layout.yaxis.range
+    assert 10**low <= 0.4 / 3 and 10**high >= 58.0  # every recorded ε inside the drawn range
+    assert any(a.text == "target ε = 3" for a in curves.layout.annotations)
+    recipe = _pareto_frame([0.8, 2.5, 3.1e7])
+    assert plots.pareto_front_figure(recipe).layout.xaxis.type == "log"
+
+    narrow = _pareto_frame([1.0, 1.8, 2.9, 6.0])  # 6x (and 18x with the first epochs): linear
+    assert plots.pareto_front_figure(narrow, target_epsilon=3.0).layout.xaxis.type == "linear"
+    assert plots.epsilon_curves_figure(narrow, target_epsilon=3.0).layout.yaxis.type != "log"
+    assert plots.epsilon_axis_type([0.5, 15.0]) == "linear" and plots.epsilon_axis_type([0.5, 15.1]) == "log"
+    assert plots.epsilon_axis_type([0.0, 2.0, float("nan"), None]) == "linear"  # one positive value
+
+
+def test_accuracy_against_training_time_for_budgeted_studies(frame):
+    """Issue 10 item 14: one marker per finished trial at (train seconds, accuracy), coloured by
+    m, per-example clipping as diamonds, the most accurate trials for their time joined."""
+    number = int(plots.finished_trials(frame)["number"].iloc[0])
+    figure = plots.accuracy_vs_time_figure(frame, selected=number)
+    done = plots.finished_trials(frame).set_index("number")
+    trials = figure.data[0]
+    assert sorted(int(n) for n in trials.customdata) == sorted(int(n) for n in done.index)
+    for n, seconds, accuracy, symbol in zip(trials.customdata, trials.x, trials.y, trials.marker.symbol, strict=True):
+        row = done.loc[int(n)]
+        assert (seconds, accuracy) == (row["train_seconds"], row["val_accuracy"])
+        assert symbol == ("diamond" if row["num_microbatches"] == row["batch_size"] else "circle")
+    assert trials.marker.colorbar.title.text == "m (microbatches)"
+    assert [t.name for t in figure.data] == ["trials", "most accurate for the time", f"trial {number}"]
+    assert "training time" in figure.layout.xaxis.title.text
+    assert "No finished trial" in plots.accuracy_vs_time_figure(frame.iloc[:0]).layout.annotations[0].text

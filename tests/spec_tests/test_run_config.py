@@ -205,6 +205,9 @@ def test_search_yaml_defaults_and_round_trip(tmp_path):
         ({"heartbeat_seconds": 0}, "heartbeat_seconds"),
         ({"epsilon_includes_search_cost": "yes"}, "epsilon_includes_search_cost"),
         ({"epoch": 3}, "epoch"),  # unknown top-level key
+        ({"max_trial_epsilon": 9.0}, "max_trial_epsilon"),  # pareto only
+        ({"mode": "pareto", "max_trial_epsilon": 2.0}, "max_trial_epsilon"),  # below the target
+        ({"mode": "pareto", "max_trial_epsilon": -1}, "max_trial_epsilon"),
     ],
 )
 def test_search_yaml_errors_name_the_key(tmp_path, change, key):
@@ -219,6 +222,19 @@ def test_search_yaml_missing_key(tmp_path, missing):
     del values[missing]
     with pytest.raises(ConfigError, match=f"missing key.*{missing}"):
         load_search_spec(write(tmp_path, values, "search.yaml"))
+
+
+def test_pareto_caps_one_trials_epsilon_by_default(tmp_path):
+    """max_trial_epsilon: default 3 × target (an old YAML without the key loads with it), a
+    given cap round-trips through the YAML, and it follows the target when left out."""
+    old = load_search_spec(write(tmp_path, search_yaml(mode="pareto"), "old.yaml"))
+    assert old.max_trial_epsilon is None and old.trial_epsilon_cap == 9.0
+    assert "max_trial_epsilon" not in old.to_dict() and SearchSpec.from_dict(old.to_dict()) == old
+    assert old.replace(target_epsilon=1.0).trial_epsilon_cap == 3.0
+    given = load_search_spec(write(tmp_path, search_yaml(mode="pareto", max_trial_epsilon=4.5), "new.yaml"))
+    assert given.trial_epsilon_cap == 4.5 and given.to_dict()["max_trial_epsilon"] == 4.5
+    assert SearchSpec.from_dict(yaml.safe_load(yaml.safe_dump(given.to_dict()))) == given
+    assert SearchSpec.from_dict(search_yaml()).trial_epsilon_cap is None  # budgeted: every trial at the target
 
 
 def test_search_cost_rules_are_enforced():
@@ -250,3 +266,39 @@ def test_random_trial_counts_have_the_stated_mean():
     assert abs(np.mean(tnb_draws) - 6) < 0.5 and min(tnb_draws) >= 1  # truncated: never 0
     assert tnb_mean(0.5, 1.0) == pytest.approx(2.0)  # geometric: 1/gamma
     assert TrialCount(n=7).draw() == 7
+
+
+def test_default_learning_rates_are_sensible_for_the_optimizer():
+    """Issue 10 item 16: no default learning-rate range reaches 3; it follows the optimizer."""
+    assert SearchSpec.from_dict(search_yaml()).ranges.learning_rate == (0.01, 1.0)
+    adam = SearchSpec.from_dict(search_yaml(fixed={"optimizer": "adam"}, ranges={"batch_size": [64, 64]}))
+    assert adam.ranges.learning_rate == (0.0001, 0.01) and adam.ranges.batch_size == (64, 64)
+    assert SearchSpec.from_dict(search_yaml(fixed={"optimizer": "momentum"})).ranges.learning_rate == (0.001, 0.1)
+
+
+def test_the_dashboards_optimizer_and_momentum_reach_the_search_yaml():
+    """The Search page's state carries optimizer and momentum into the spec's `fixed`."""
+    from dptune.ui import specs
+
+    state = specs.default_state()
+    assert state["search"]["learning_rate"] == [0.01, 1.0] and max(specs.QUICK_START_SEARCH["learning_rate"]) <= 1.0
+    assert (state["search"]["optimizer"], state["search"]["momentum"]) == ("sgd", 0.9)
+    kwargs = {"dataset_ref": {"builtin": "digits"}, "model_spec": ModelSpec(kind="mlp", hidden_units=(32,)),
+              "workspace": "ws", "storage": "sqlite:///x.db", "study_name": "s"}
+    spec = specs.search_spec_from_state(state, **kwargs)
+    assert spec.fixed == {"optimizer": "sgd", "seed": 0}  # momentum only where it is used
+    state["search"].update(optimizer="momentum", momentum=0.8, learning_rate=specs.LEARNING_RATE_RANGES["momentum"])
+    spec = specs.search_spec_from_state(state, **kwargs)
+    assert spec.fixed["optimizer"] == "momentum" and spec.base_config().momentum == 0.8
+    assert yaml.safe_load(yaml.safe_dump(spec.to_dict()))["fixed"] == {"optimizer": "momentum", "seed": 0,
+                                                                        "momentum": 0.8}
+    state["search"].update(mode="pareto", target_epsilon=2.0)  # the dashboard writes the ε cap out
+    assert specs.search_spec_from_state(state, **kwargs).to_dict()["max_trial_epsilon"] == 6.0
+    state["search"]["max_trial_epsilon"] = 5.0
+    assert specs.search_spec_from_state(state, **kwargs).trial_epsilon_cap == 5.0
+    state["search"].update(mode="budgeted", optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="optimizer"):
+        specs.search_spec_from_state(state, **kwargs)
+    state["search"].update(optimizer="momentum", momentum=1.0)
+    with pytest.raises(ConfigError, match="momentum"):
+        specs.search_spec_from_state(state, **kwargs)

@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from optuna.trial import FixedTrial
-from search_helpers import TINY_MLP, tiny_dataset
+from search_helpers import TINY_MLP, fake_trainer, tiny_dataset
 
 from dptune import privacy
 from dptune.errors import ConfigError
 from dptune.spec import search as search_spec
 from dptune.spec.search import SearchSpec
 from dptune.study.modes import BUDGETED, MODES, PARETO, RECIPE, NoisePolicy, mode_for, study_mode
-from dptune.study.search import create_study
+from dptune.study.search import create_study, tune
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 N = 2000
@@ -90,3 +90,39 @@ def test_the_recipe_takes_c_from_the_study_and_searches_sigma_at_m_1(tmp_path):
     assert (config.l2_norm_clip, config.noise_multiplier, config.num_microbatches) == (2.5, 0.05, 1)
     assert (config.batch_size, config.epochs, config.learning_rate) == (32, 2, 0.3)
     assert RECIPE.objective_value(SimpleNamespace(config=config), trial) == 0.05
+
+
+def test_no_pareto_trial_spends_more_than_the_cap(tmp_path):
+    """A σ range reaching down to 0.05 would let trials spend ε in the hundreds; the cap
+    (default 3 × target = 6) raises the low end of σ per trial, so none plans more."""
+    spec = spec_for(tmp_path, "pareto", n_trials=6, sampler="tpe", sampler_seed=0, clip_selection_epsilon=0.1,
+                    ranges={"noise_multiplier": [0.05, 5.0], "batch_size": [64, 128], "epochs": [1, 3],
+                            "num_microbatches": [8, "per_example"]})
+    assert spec.trial_epsilon_cap == 6.0
+    outcome = tune(spec, dataset=tiny_dataset(N), progress=False, train_fn=fake_trainer())
+    trials = outcome.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 6
+    raised = 0
+    for trial in trials:
+        config, delta = trial.user_attrs["config"], trial.user_attrs["delta"]
+        assert trial.user_attrs["epsilon_planned"] <= 6.0
+        assert trial.user_attrs["epsilon_total"] <= 6.0 and trial.values[1] <= 6.0  # with the clip releases
+        microbatched = config["num_microbatches"] < config["batch_size"]
+        at_low_end = privacy.compute_epsilon(N, config["batch_size"], 0.05, epochs=config["epochs"], delta=delta,
+                                             microbatched=microbatched, pld=False).epsilon_rdp
+        raised += at_low_end > 6.0 and config["noise_multiplier"] > 0.05
+    assert raised == len(trials)  # without the cap every one of them could have spent more
+
+
+def test_the_cap_wins_over_the_sigma_range(tmp_path):
+    """When even the top of the σ range spends more than the cap, σ is the cap's σ."""
+    spec = spec_for(tmp_path, "pareto", max_trial_epsilon=2.5,
+                    ranges={"noise_multiplier": [0.1, 0.2], "num_microbatches": ["per_example"]})
+    fixed = {"l2_norm_clip": 1.0, "learning_rate": 0.1, "batch_size": 128, "epochs": 5}
+    study = optuna.create_study(directions=PARETO.directions)
+    study.enqueue_trial(fixed)
+    config = PARETO.suggest_config(study.ask(), spec, N, 1e-5)
+    expected = privacy.calibrate_noise_multiplier(2.5, N, 128, epochs=5, delta=1e-5)
+    assert config.noise_multiplier == pytest.approx(expected, rel=1e-9) and config.noise_multiplier > 0.2
+    spent = privacy.compute_epsilon(N, 128, config.noise_multiplier, epochs=5, delta=1e-5, pld=False).epsilon_rdp
+    assert 0.99 * 2.5 <= spent <= 2.5

@@ -220,13 +220,14 @@ def _end_to_end(app, browser, pages, tmp_path):
     page.locator("[data-testid='stProgress']").first.scroll_into_view_if_needed()
     _shoot(page, "search", shots)
 
-    # Trade-offs: the Pareto plot and the ε curves
+    # Trade-offs: a budgeted study spends the same ε in every trial, so its main plot is accuracy
+    # against training time (issue 10 item 14); then the ε curves
     _goto(page, app, "Trade-offs")
-    page.wait_for_selector("text=Pareto front: ε against validation accuracy")
+    page.wait_for_selector("text=Validation accuracy against training time")
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
     traces = page.evaluate(
         "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => (p.data || []).map(t => t.name))")
-    assert any("trials" in names and "Pareto front" in names for names in traces), traces
+    assert any("trials" in names and "most accurate for the time" in names for names in traces), traces
     epsilon_plot = [names for names in traces if any(n and n.endswith("accountant, planned run") for n in names)]
     assert epsilon_plot and sum(1 for n in epsilon_plot[0] if n and n.startswith("trial ") and "(" in n) == 3
     _no_exception(page)

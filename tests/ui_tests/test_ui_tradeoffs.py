@@ -1,5 +1,9 @@
 """Trade-offs page (AppTest): the plots, their ε captions, choosing a trial."""
 
+import base64
+import json
+
+import numpy as np
 import optuna
 from synthetic_studies import make_study
 from ui_testing import messages, open_page, storage_url
@@ -72,3 +76,53 @@ def test_nothing_finished_yet_is_a_warning(workspace):
     at = open_page(workspace, "tradeoffs")
     assert not at.exception and not at.error, messages(at)
     assert any("No trial has finished yet" in w for w in messages(at)["warning"])
+
+
+def _decoded(value):
+    """Plotly's JSON writes numeric arrays as {"bdata": base64, "dtype": ...}: as a list."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return value
+
+
+def _main_figure(at) -> dict:
+    """The first plotly chart of the page (the main figure), as Plotly's JSON (arrays decoded)."""
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    for trace in figure["data"]:
+        for key in ("x", "y", "customdata"):
+            if key in trace:
+                trace[key] = _decoded(trace[key])
+    return figure
+
+
+def test_a_budgeted_study_shows_accuracy_against_time_not_an_epsilon_front(workspace):
+    """Issue 10 item 14: every budgeted trial spends the target ε, so the main figure is
+    accuracy against training time coloured by m, and the caption says why."""
+    study = make_study(storage_url(workspace), "b", 12, mode="budgeted", target_epsilon=3.0)
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception and not at.error, messages(at)
+    assert any("Validation accuracy against training time" in m.value for m in at.markdown)
+    assert not any("Pareto front: ε" in m.value for m in at.markdown)
+    figure = _main_figure(at)
+    assert "training time" in figure["layout"]["xaxis"]["title"]["text"]
+    trials = figure["data"][0]
+    assert trials["name"] == "trials" and trials["marker"]["colorbar"]["title"]["text"] == "m (microbatches)"
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    by_number = {t.number: t for t in done}
+    assert sorted(trials["customdata"]) == sorted(by_number)
+    for number, seconds, accuracy in zip(trials["customdata"], trials["x"], trials["y"], strict=True):
+        assert seconds == by_number[number].user_attrs["train_seconds"]
+        assert accuracy == by_number[number].user_attrs["val_accuracy"]
+    assert "most accurate for the time" in [trace.get("name") for trace in figure["data"]]
+    captions = " ".join(c.value for c in at.caption)
+    assert "every trial spends the target ε = 3" in captions and "ε is per trial" in captions
+
+
+def test_a_pareto_study_keeps_the_epsilon_pareto_front(workspace):
+    make_study(storage_url(workspace), "p", 12, mode="pareto", target_epsilon=3.0)
+    at = open_page(workspace, "tradeoffs")
+    assert not at.exception and not at.error, messages(at)
+    assert any("Pareto front: ε against validation accuracy" in m.value for m in at.markdown)
+    figure = _main_figure(at)
+    assert figure["layout"]["xaxis"]["title"]["text"].startswith("ε per trial")
+    assert [trace.get("name") for trace in figure["data"]][:2] == ["trials", "Pareto front"]

@@ -22,6 +22,12 @@ EPSILON_PER_TRIAL = (
 MAX_HIGHLIGHTED_CURVES = 12
 
 
+#: ε axes turn logarithmic when the plotted ε values span more than this ratio (max/min, about
+#: 1.5 decades): a pareto study's ε from 0.3 to 60 (or a recipe's up to 10^7) would otherwise
+#: squash every trial of interest against 0.
+EPSILON_LOG_SPAN = 30.0
+
+
 PARAMETER_LABELS = {
     "l2_norm_clip": "C (clip norm)",
     "noise_multiplier": "σ (noise multiplier)",
@@ -59,6 +65,26 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series([np.nan] * len(frame), index=frame.index, dtype=float)
     return pd.to_numeric(frame[column], errors="coerce")
+
+
+def epsilon_axis_type(values: Iterable[Any]) -> str:
+    """"log" when the positive finite ε values span more than EPSILON_LOG_SPAN (max/min),
+    "linear" otherwise (including when there are fewer than two such values)."""
+    numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(dtype=float)
+    positive = numbers[np.isfinite(numbers) & (numbers > 0)]
+    if positive.size < 2:
+        return "linear"
+    return "log" if positive.max() / positive.min() > EPSILON_LOG_SPAN else "linear"
+
+
+def _log_hline(figure: go.Figure, y: float, text: str, *, colour: str = "#555", dash: str | None = "dash") -> None:
+    """A horizontal line at `y` on a log-scale y axis, labelled at the right (the annotation of
+    `add_hline` would be placed at y in axis units, i.e. log10(y), so it is added separately)."""
+    figure.add_hline(y=float(y), line_dash=dash, line_color=colour)
+    figure.add_annotation(
+        x=1.0, y=math.log10(float(y)), xref="paper", yref="y", text=text, showarrow=False,
+        xanchor="right", yanchor="bottom", font={"color": colour, "size": 12},
+    )
 
 
 def _log_vline(figure: go.Figure, x: float, text: str, *, colour: str, dash: str | None = None, width: float = 1.5,

@@ -10,7 +10,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dptune.report.plots._common import _history_records, _states, highlighted_trials, message_figure, plots_colorway
+from dptune.report.plots._common import (
+    _history_records,
+    _log_hline,
+    _states,
+    epsilon_axis_type,
+    highlighted_trials,
+    message_figure,
+    plots_colorway,
+)
 
 
 def _curves_figure(
@@ -98,6 +106,8 @@ def epsilon_curves_figure(
     accountant's curve over every step of the trial's planned run, for the highlighted
     trials whose curve is given in `accountant_curves` ({trial number: [(step, ε), ...]},
     e.g. from `dptune.privacy.epsilon_curve`), so a running trial shows where it is going.
+    The ε axis is logarithmic when the recorded ε span more than EPSILON_LOG_SPAN
+    (epsilon_axis_type), linear otherwise.
     """
     figure = _curves_figure(
         frame,
@@ -127,16 +137,27 @@ def epsilon_curves_figure(
                     hovertemplate=f"trial {number} (planned)<br>step %{{x}}<br>ε %{{y:.4g}}<extra></extra>",
                 )
             )
-    if target_epsilon is not None and len(figure.data):
-        figure.add_hline(
-            y=float(target_epsilon), line_dash="dash", line_color="#555", annotation_text=f"target ε = {target_epsilon:g}"
-        )
     recorded = [
         float(value) for trace in figure.data
         if trace.name and not trace.name.endswith("planned run") and trace.y is not None
         for value in trace.y if value is not None and math.isfinite(float(value))
     ]
-    if recorded and accountant_curves:
+    axis_type = epsilon_axis_type(recorded)
+    if target_epsilon is not None and len(figure.data):
+        if axis_type == "log":
+            _log_hline(figure, float(target_epsilon), f"target ε = {target_epsilon:g}")
+        else:
+            figure.add_hline(y=float(target_epsilon), line_dash="dash", line_color="#555",
+                             annotation_text=f"target ε = {target_epsilon:g}")
+    if axis_type == "log":
+        # ε spans decades (pareto and recipe studies): log axis, from the smallest recorded ε
+        # to above the largest (planned runs may leave the top of the chart)
+        positive = [value for value in recorded if value > 0]
+        top = max(max(positive), float(target_epsilon or 0.0)) * (1.5 if accountant_curves else 1.0)
+        bottom = min(positive) / 1.5
+        figure.update_yaxes(type="log", range=[math.log10(bottom), math.log10(top * 1.2)],
+                            title_text="ε per trial (so far, log scale)")
+    elif recorded and accountant_curves:
         # planned runs can end far above what was recorded (pareto mode, small σ): keep the
         # recorded ε readable and let those curves leave the top of the chart
         top = max(max(recorded), float(target_epsilon or 0.0)) * 1.3

@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dptune.report.plots._common import _hover_text, _numeric, finished_trials, message_figure
+from dptune.report.plots._common import (
+    _hover_text,
+    _log_vline,
+    _numeric,
+    epsilon_axis_type,
+    finished_trials,
+    message_figure,
+)
 
 
 def pareto_mask(epsilon: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
@@ -43,7 +50,8 @@ def pareto_front_figure(
 
     Each marker is one complete trial (customdata = trial number, so a click selects it);
     the Pareto-optimal trials are joined by a step line; a dashed line marks the target ε
-    and a ring marks the `selected` trial.
+    and a ring marks the `selected` trial. The ε axis is logarithmic when the trials' ε span
+    more than EPSILON_LOG_SPAN (epsilon_axis_type), linear otherwise.
     """
     done = finished_trials(frame)
     if len(done) == 0:
@@ -99,7 +107,10 @@ def pareto_front_figure(
                 hoverinfo="skip",
             )
         )
-    if target_epsilon is not None:
+    axis_type = epsilon_axis_type(eps)
+    if target_epsilon is not None and axis_type == "log":
+        _log_vline(figure, float(target_epsilon), f"target ε = {target_epsilon:g}", colour="#555", dash="dash")
+    elif target_epsilon is not None:
         figure.add_vline(
             x=float(target_epsilon),
             line_dash="dash",
@@ -108,14 +119,15 @@ def pareto_front_figure(
             annotation_position="top",
         )
     finite = eps[np.isfinite(eps)]
-    if finite.size and (finite.max() - finite.min()) <= 0.02 * max(abs(finite.max()), 1e-12):
+    if axis_type == "linear" and finite.size and (finite.max() - finite.min()) <= 0.02 * max(abs(finite.max()), 1e-12):
         # budgeted mode: every trial spends (almost) the target ε; widen the axis around it
         centre = float(np.median(finite))
         span = max(0.1 * abs(centre), 1e-3)
         figure.update_xaxes(range=[centre - span, centre + span])
     figure.update_layout(
         height=height,
-        xaxis_title="ε per trial (lower is more private)",
+        xaxis_title="ε per trial (lower is more private)" + (", log scale" if axis_type == "log" else ""),
+        xaxis_type=axis_type,
         xaxis_tickformat=".3~g",
         yaxis_title="validation accuracy",
         legend={"orientation": "h", "y": -0.2},
