@@ -48,10 +48,13 @@ with core.guard("Search settings"):
         cols[1].caption(f"δ = {default_delta:.2g} (1/N^1.1)")
     new["n_trials"] = int(cols[2].number_input("trials", min_value=1, max_value=10000, value=int(saved["n_trials"]),
                                                key="search-trials"))
-    new["workers"] = int(cols[3].number_input("worker processes", min_value=1, max_value=max(1, os.cpu_count() or 1),
-                                              value=min(int(saved["workers"]), max(1, os.cpu_count() or 1)),
-                                              key="search-workers",
-                                              help="Trials run in parallel, one per worker; on one GPU they share it."))
+    if mode.phased:  # the recipe's phases depend on each other: one driver process runs them all
+        cols[3].markdown("worker processes: **1** (the recipe's driver)")
+    else:
+        new["workers"] = int(cols[3].number_input(
+            "worker processes", min_value=1, max_value=max(1, os.cpu_count() or 1),
+            value=min(int(saved["workers"]), max(1, os.cpu_count() or 1)), key="search-workers",
+            help="Trials run in parallel, one per worker; on one GPU they share it."))
 
     st.markdown("**Ranges** (sampled on a log scale; equal ends fix the value)")
     cols = st.columns(4)
@@ -66,7 +69,10 @@ with core.guard("Search settings"):
     new["learning_rate"] = pair(cols[0], "learning rate", "search-lr", saved["learning_rate"], fmt="%.4g")
     new["batch_size"] = pair(cols[1], "batch size B", "search-batch", saved["batch_size"], integer=True)
     new["epochs"] = pair(cols[2], "epochs", "search-epochs", saved["epochs"], integer=True)
-    if state["clip"].get("l2_norm_clip"):
+    if mode.chooses_clip_norm:  # the recipe sets C itself (shown in its plan below)
+        cols[3].markdown("C: set by the recipe (see its plan below)")
+        cols[3].page_link("pages/clip_norm.py", label="change C", icon=":material/content_cut:")
+    elif state["clip"].get("l2_norm_clip"):
         c_range = specs.clip_range(state)
         cols[3].markdown(f"C from the Clip norm page: **{c_range[0]:.3g} … {c_range[1]:.3g}**")
         cols[3].page_link("pages/clip_norm.py", label="change C", icon=":material/content_cut:")
@@ -120,13 +126,46 @@ with core.guard("Search settings"):
         st.code(yaml.safe_dump({k: v for k, v in spec.to_dict().items() if v is not None}, sort_keys=False),
                 language="yaml")
         st.code("dptune tune --config search.yaml", language="bash")
+    if mode.phased:
+        plan = searching.recipe_plan(spec)
+        st.markdown(f"**What the recipe will run**: {plan['runs']} training runs in {plan['processes']} driver "
+                    "process (one phase after the other)")
+        st.dataframe(
+            [{"phase": title, "training runs": runs, "what": text} for title, runs, text in plan["phases"]],
+            hide_index=True, key="search-recipe-plan",
+            column_config={"what": st.column_config.TextColumn(width="large")},
+        )
+        summary = (f"{plan['runs']} run(s) ({spec.recipe.baseline_trials} baseline + {spec.n_trials.n} noise search "
+                   f"+ {spec.recipe.verify_trials} verify) on {data.dataset.name} (N = {n_train:,}) with the "
+                   f"{model.kind} model, {plan['processes']} driver process.")
+    else:
+        summary = (f"{spec.n_trials.to_dict()} trial(s) on {data.dataset.name} (N = {n_train:,}) with the "
+                   f"{model.kind} model, {new['workers']} worker process(es).")
+    # a study started here that still runs: a second Start would make a second study with its own workers
+    busy = searching.running_state(core.load_state().get("study"))
+    confirmed = False
+    if busy:
+        st.warning(
+            f"Study **{busy['name']}** is still running ({busy['running']} running, {busy['waiting']} queued, "
+            f"{busy['workers']} worker process(es) started here): Start would begin a second study with its own "
+            "workers. Stop its workers first, or confirm.", icon=":material/hourglass_top:")
+        cols = st.columns([1, 3])
+        if cols[0].button("Stop workers", icon=":material/stop:", key="search-start-stop",
+                          disabled=not busy["workers"]):
+            stopped = searching.stop(busy["name"])
+            st.toast(f"Stopped {stopped} worker(s); queued trials stay queued.", icon=":material/stop_circle:")
+            st.rerun()
+        confirmed = cols[1].checkbox("start another search anyway", value=False, key="search-start-anyway")
     left, right = st.columns([1, 3])
-    if left.button("Start search", type="primary", icon=":material/play_arrow:", disabled=bool(errors),
-                   key="search-start"):
-        started = searching.start_search(spec, data.dataset, n_workers=new["workers"], clip=state["clip"])
-        st.toast(f"Started study {started}", icon=":material/rocket_launch:")
-    right.caption(f"{spec.n_trials.to_dict()} trial(s) on {data.dataset.name} (N = {n_train:,}) with the "
-                  f"{model.kind} model, {new['workers']} worker process(es).")
+    if left.button("Start search", type="primary", icon=":material/play_arrow:",
+                   disabled=bool(errors) or (bool(busy) and not confirmed), key="search-start"):
+        started = searching.start_search(spec, data.dataset, n_workers=new.get("workers", 1), clip=state["clip"])
+        st.session_state.pop("search-start-anyway", None)
+        st.session_state["search-started"] = started
+        st.rerun()  # draw the page again from the new study: Start is then disabled while it runs
+    if "search-started" in st.session_state:
+        st.toast(f"Started study {st.session_state.pop('search-started')}", icon=":material/rocket_launch:")
+    right.caption(summary)
 
 st.divider()
 with core.guard("Studies"):
@@ -135,11 +174,17 @@ with core.guard("Studies"):
         st.info("No study yet. Press **Start search** above (or the one-click search on the Start page).",
                 icon=":material/info:")
         st.stop()
-    current = core.load_state().get("study")
-    index = names.index(current) if current in names else 0
-    study_name = st.selectbox("Study", names, index=index, key="search-study")
-    if study_name != current:
+    saved_study = core.load_state().get("study")
+    current = saved_study if saved_study in names else names[0]
+    # The saved current study is the source of truth: when it changed since this session last
+    # showed it (Start above, the Start page, another tab), the selectbox follows it instead of
+    # writing its own old value back over it.
+    if st.session_state.get("search-study-shown") != current or st.session_state.get("search-study") not in names:
+        st.session_state["search-study"] = current
+    study_name = st.selectbox("Study", names, key="search-study")
+    if study_name != saved_study:
         core.update_state("study", name=study_name)
+    st.session_state["search-study-shown"] = study_name
     status = searching.study_status(study_name)
     attrs = status["attrs"]
     st.caption(

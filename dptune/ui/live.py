@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -168,17 +169,37 @@ def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -
         st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
 
 
-def _summary(snapshot: core.StudySnapshot, workers: list) -> None:
-    counts = snapshot.counts
+@dataclass(frozen=True)
+class LiveView:
+    """What the live panel shows, all from ONE read of the trials (one snapshot), so the
+    counts and the running-trial panels always agree: `running` are exactly the trials
+    counted as running."""
+
+    counts: dict[str, int]
+    running: tuple
+    finished: int
+    total: int
+
+
+def live_view(snapshot: core.StudySnapshot) -> LiveView:
+    """The counts and the running trials of `snapshot`, derived from the same trials."""
+    trials = tuple(snapshot.trials)
+    counts = core.counts_of(trials)
+    running = tuple(t for t in trials if t.state.name == "RUNNING")
     planned = int(snapshot.user_attrs.get("n_trials_planned") or 0)
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0)
-    total = max(planned, finished + counts.get("RUNNING", 0) + counts.get("WAITING", 0), 1)
+    total = max(planned, finished + len(running) + counts.get("WAITING", 0), 1)
+    return LiveView(counts=counts, running=running, finished=finished, total=total)
+
+
+def _summary(view: LiveView, workers: list) -> None:
+    counts = view.counts
     st.progress(
-        min(1.0, finished / total),
+        min(1.0, view.finished / view.total),
         text=(
-            f"{finished} of {total} trials done — {counts.get('COMPLETE', 0)} finished, "
+            f"{view.finished} of {view.total} trials done — {counts.get('COMPLETE', 0)} finished, "
             f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed, "
-            f"{counts.get('RUNNING', 0)} running, {counts.get('WAITING', 0)} queued · "
+            f"{len(view.running)} running, {counts.get('WAITING', 0)} queued · "
             f"{len(workers)} worker process{'es' if len(workers) != 1 else ''} started here alive"
         ),
     )
@@ -190,14 +211,17 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
 
     @st.fragment(run_every=core.POLL_SECONDS if active else None)
     def monitor() -> None:
-        with core.guard("Reading the study"):
-            snapshot = core.snapshot(name)
+        # one container, replaced whole on every run: nothing of an earlier run (a panel of a
+        # trial that has finished since) stays on screen beside the new counts
+        with st.empty().container(), core.guard("Reading the study"):
+            snapshot = core.snapshot(name)  # the one read of the trials this rerun shows
+            view = live_view(snapshot)
             workers = live_workers(core.workspace(), name)
-            _summary(snapshot, workers)
+            _summary(view, workers)
             if study_mode(snapshot.user_attrs).phased:  # the recipe: show its steps
                 recipe_panel(snapshot.user_attrs.get("recipe"))
             target = snapshot.user_attrs.get("target_epsilon")
-            running = [t for t in snapshot.trials if t.state.name == "RUNNING"]
+            running = view.running
             for trial in running:
                 running_trial(trial, target_epsilon=target, chart_key=f"{key}-trial-{trial.number}")
             if running and not workers:
@@ -210,9 +234,9 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
                 st.caption("Trials without a worker started here: running on another machine, or interrupted "
                            "(an interrupted trial is marked failed and re-queued once its heartbeat is 3 "
                            "intervals old).")
-            if snapshot.counts.get("WAITING", 0) and not workers and not running:
+            if view.counts.get("WAITING", 0) and not workers and not running:
                 st.info(
-                    f"{snapshot.counts['WAITING']} trial(s) are queued but no worker is running: press "
+                    f"{view.counts['WAITING']} trial(s) are queued but no worker is running: press "
                     "**Start workers** on the Search page (or run `dptune worker` on another machine).",
                     icon=":material/pause_circle:",
                 )

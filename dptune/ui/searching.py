@@ -51,6 +51,8 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
         update_search_cost(study)
     except Exception:  # noqa: BLE001 - the cost is refreshed by the workers anyway
         pass
+    if mode.phased:  # baseline + noise search + verify: what the Search page showed before Start
+        study.set_user_attr("n_trials_planned", recipe_plan(spec)["runs"])
     planned = int(study.user_attrs.get("n_trials_planned") or 1)
     storage = spec.resolved_storage if spec.storage is None else spec.storage
     if mode.phased:
@@ -147,3 +149,48 @@ def study_status(name: str) -> dict[str, Any]:
     counts = core.state_counts(study)
     workers = live_workers(core.workspace(), name)
     return {"counts": counts, "workers": workers, "attrs": study.user_attrs}
+
+
+def recipe_plan(spec: Any) -> dict[str, Any]:
+    """What a recipe search will run, from its spec (before Start).
+
+    Returns the phases as (title, runs, text) tuples, the total number of runs
+    (baseline_trials + noise-search trials + verify_trials: the study's
+    `n_trials_planned`) and the number of processes (1: the recipe's driver), plus
+    `clip_norm` (None when the recipe chooses C from the gradient-norm quantile)."""
+    recipe = spec.recipe
+    noise = int(spec.n_trials.n or 0)
+    if recipe.clip_norm is None:
+        clip = (f"C at the {recipe.clip_quantile:.0%} quantile of the per-example gradient norms "
+                f"(released with ε_C = {recipe.clip_epsilon:g})")
+    else:
+        clip = f"C = {recipe.clip_norm:.4g}, fixed (nothing released)"
+    sigma = spec.ranges.noise_multiplier
+    phases = [
+        ("1. Clip norm", 0, clip),
+        ("2a. Non-private baseline", recipe.baseline_trials,
+         f"σ = 0, m = 1, B = {recipe.batch_size}, {recipe.epochs} epochs"),
+        ("2b. Largest σ at m = 1", noise,
+         f"σ in {sigma[0]:g} … {sigma[1]:g} and the learning rate, searched (tolerance {recipe.tolerance:g})"),
+        ("3. Scale σ and m to the target ε", 0, f"ε ≤ {spec.target_epsilon:g} (computed, no training)"),
+        ("4. Verify", recipe.verify_trials, "full runs of the scaled configuration"),
+    ]
+    return {
+        "phases": phases,
+        "runs": recipe.baseline_trials + noise + recipe.verify_trials,
+        "processes": 1,
+        "clip_norm": recipe.clip_norm,
+    }
+
+
+def running_state(name: str | None) -> dict[str, Any] | None:
+    """Whether the study `name` is still running: None when it is not (or does not exist),
+    else its counts of RUNNING and WAITING trials and its live workers started here."""
+    if not name or name not in core.study_names():
+        return None
+    status = study_status(name)
+    running = status["counts"].get("RUNNING", 0)
+    waiting = status["counts"].get("WAITING", 0)
+    if not (running or waiting or status["workers"]):
+        return None
+    return {"name": name, "running": running, "waiting": waiting, "workers": len(status["workers"])}

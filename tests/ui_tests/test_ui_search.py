@@ -189,3 +189,151 @@ def test_start_search_refuses_an_impossible_budget_before_creating_the_study(wor
     with pytest.raises(ConfigError, match="^Impossible budget"):
         searching.start_search(spec, dataset, n_workers=1)
     assert started == [] and optuna.get_all_study_names(storage_url(workspace)) == []
+
+
+# ------------------------------------------------------------------ issue 10, items 1, 2, 4, 5
+def _progress(at) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def _counts_line(at) -> str:
+    return next(t for t in _progress(at) if " trials done — " in t)
+
+
+def test_start_shows_the_new_study_even_when_another_was_selected(workspace, started):
+    """Item 1: the Study selectbox follows Start (this session and after a reload)."""
+    import re
+
+    workspace.mkdir(parents=True)
+    make_study(storage_url(workspace), "old", 2)
+    at = open_page(workspace, "search")
+    assert at.selectbox(key="search-study").value == "old"
+    at.number_input(key="search-trials").set_value(3).run()
+    at.button(key="search-start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    new = started[0]["study"]
+    assert new != "old" and at.selectbox(key="search-study").value == new
+    assert json.loads((workspace / "ui_state.json").read_text())["study"] == new
+    assert re.match(r"0 of 3 trials done .* 3 queued", _counts_line(at)), _counts_line(at)
+    at.run()  # a later rerun does not write the old study back
+    assert at.selectbox(key="search-study").value == new
+    assert json.loads((workspace / "ui_state.json").read_text())["study"] == new
+    again = open_page(workspace, "search")  # a reload
+    assert again.selectbox(key="search-study").value == new
+    # the user can still pick another study, and that choice is saved
+    again.selectbox(key="search-study").set_value("old").run()
+    assert json.loads((workspace / "ui_state.json").read_text())["study"] == "old"
+    assert again.selectbox(key="search-study").value == "old"
+
+
+def test_start_is_disabled_while_the_started_study_runs(workspace, started):
+    """Item 2: a second Start needs a confirmation while the first study has queued trials."""
+    at = open_page(workspace, "search")
+    at.number_input(key="search-trials").set_value(2).run()
+    at.button(key="search-start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert len(started) == 1
+    assert at.button(key="search-start").disabled
+    warning = next(w for w in messages(at)["warning"] if "still running" in w)
+    assert started[0]["study"] in warning and "0 running, 2 queued, 0 worker process(es)" in warning
+    assert at.button(key="search-start-stop").disabled  # no worker of ours alive to stop
+    with pytest.raises(Exception, match="disabled"):  # a browser user cannot click it
+        at.button(key="search-start").click()
+    at.run()
+    assert len(started) == 1 and len(optuna.get_all_study_names(storage_url(workspace))) == 1
+    assert at.button(key="search-start").disabled
+    at.checkbox(key="search-start-anyway").check().run()
+    assert not at.button(key="search-start").disabled
+    at.number_input(key="search-epsilon").set_value(4.0).run()
+    at.button(key="search-start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert len(started) == 2 and len(optuna.get_all_study_names(storage_url(workspace))) == 2
+    assert at.button(key="search-start").disabled  # the new one runs: asked again
+    assert at.selectbox(key="search-study").value == started[1]["study"]
+
+
+def test_start_offers_stop_workers_while_workers_of_the_study_live(workspace, monkeypatch, started):
+    """Item 2: with live workers, Start is disabled and Stop workers stops them."""
+    from types import SimpleNamespace
+
+    workspace.mkdir(parents=True)
+    make_study(storage_url(workspace), "busy", 2, running=1)
+    alive = [SimpleNamespace(pid=1, alive=True)]
+    stopped = []
+    monkeypatch.setattr(searching, "live_workers", lambda ws, name: list(alive))
+    monkeypatch.setattr(searching, "stop_workers", lambda ws, name: stopped.append(name) or alive.clear() or [1])
+    at = open_page(workspace, "search").run()  # the first run saves "busy" as the current study
+    assert at.button(key="search-start").disabled
+    warning = next(w for w in messages(at)["warning"] if "still running" in w)
+    assert "1 running, 0 queued, 1 worker process(es)" in warning
+    at.button(key="search-start-stop").click().run()
+    assert stopped == ["busy"]
+
+
+def test_counts_and_running_panels_come_from_one_snapshot(workspace):
+    """Item 4: the number of running trials in the counts equals the running trials shown."""
+    import re
+
+    workspace.mkdir(parents=True)
+    make_study(storage_url(workspace), "live2", 2, running=2, failed=1, epochs=6)
+    at = open_page(workspace, "search")
+    assert not at.exception and not at.error, messages(at)
+    line = _counts_line(at)
+    found = re.match(r"(\d+) of (\d+) trials done — (\d+) finished, (\d+) pruned, (\d+) failed, (\d+) running, "
+                     r"(\d+) queued", line)
+    assert found, line
+    done, total, finished, pruned, failed, running, queued = map(int, found.groups())
+    panels = [t for t in _progress(at) if t.startswith("trial ")]
+    assert running == len(panels) == 2, (line, panels)
+    assert (done, finished, failed, total) == (3, 2, 1, 5)
+    # one read: the panels are exactly the trials counted as running
+    study = optuna.load_study(study_name="live2", storage=storage_url(workspace))
+    numbers = sorted(t.number for t in study.trials if t.state.name == "RUNNING")
+    assert sorted(int(t.split()[1]) for t in panels) == numbers
+
+
+def test_live_view_counts_and_panels_agree():
+    """Item 4, below the page: live_view derives counts and panels from the same trials."""
+    from dptune.ui import core, live
+
+    study = make_study("sqlite://", "mem", 3, running=1, pruned=1)
+    trials = tuple(study.trials)
+    snapshot = core.StudySnapshot("mem", dict(study.user_attrs), trials, None, {"RUNNING": 0}, 0.0)
+    view = live.live_view(snapshot)  # the stale counts passed in are not used
+    assert view.counts["RUNNING"] == len(view.running) == 1
+    assert (view.finished, view.total) == (4, 5)
+
+
+def test_recipe_shows_what_it_will_run_and_hides_unused_fields(workspace, started):
+    """Item 5: the recipe's plan (phases and runs) is shown; workers and the C range are not asked."""
+    at = open_page(workspace, "search")
+    at.radio(key="search-mode").set_value("recipe").run()
+    at.number_input(key="search-trials").set_value(6).run()
+    assert not at.exception and not at.error, messages(at)
+    keys = {w.key for w in at.number_input}
+    assert "search-workers" not in keys and "search-clip-low" not in keys and "search-clip-high" not in keys
+    plan = next(d.value for d in at.dataframe if "training runs" in d.value.columns)
+    assert list(plan["training runs"]) == [0, 1, 6, 0, 2]
+    assert "quantile" in plan["what"][0]
+    text = " ".join(m.value for m in at.markdown)
+    assert "9 training runs in 1 driver process" in text and "worker processes: **1**" in text
+    assert any("9 run(s) (1 baseline + 6 noise search + 2 verify)" in c.value and "1 driver process" in c.value
+               for c in at.caption)
+    at.button(key="search-start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert len(started) == 1 and started[0]["n_workers"] == 1 and started[0]["command"]
+    study = optuna.load_study(study_name=started[0]["study"], storage=storage_url(workspace))
+    assert study.user_attrs["n_trials_planned"] == 9  # what the page said, before the driver runs
+    assert _counts_line(at).startswith("0 of 9 trials done")
+
+
+def test_budgeted_mode_still_asks_for_workers_and_c(workspace, started):
+    """Item 5: the fields the recipe hides are there in the modes that use them."""
+    at = open_page(workspace, "search")
+    keys = {w.key for w in at.number_input}
+    assert {"search-workers", "search-clip-low", "search-clip-high"} <= keys
+    at.number_input(key="search-workers").set_value(2).run()
+    at.number_input(key="search-trials").set_value(4).run()
+    assert any("4 trial(s)" in c.value and "2 worker process(es)" in c.value for c in at.caption)
+    at.button(key="search-start").click().run()
+    assert started[0]["n_workers"] == 2
