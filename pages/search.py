@@ -6,7 +6,7 @@ import streamlit as st
 import yaml
 
 from dptune import privacy
-from dptune.study.budget import check_budget
+from dptune.study.budget import check_budget, privacy_notes
 from dptune.study.modes import NoisePolicy, mode_for, study_mode
 from dptune.ui import core, live, searching, shell, specs
 from dptune.ui.workers import list_workers
@@ -110,6 +110,13 @@ with core.guard("Search settings"):
             "initial-weights seed", min_value=0, value=int(saved.get("seed") or 0), key="search-seed",
             help="Fixes the (public) initial weights of every trial. The noise and the batches never come from it: "
                  "every trial draws them from the operating system's secret generator."))
+        optimizers = list(specs.OPTIMIZER_LABELS)
+        new["optimizer"] = cols[0].selectbox(
+            "optimizer", optimizers, format_func=specs.OPTIMIZER_LABELS.get, key="search-optimizer",
+            index=optimizers.index(saved.get("optimizer", "sgd")) if saved.get("optimizer") in optimizers else 0)
+        new["momentum"] = float(cols[1].number_input(
+            "momentum", min_value=0.0, max_value=0.99, step=0.05, value=float(saved.get("momentum", 0.9)),
+            key="search-momentum", disabled=new["optimizer"] != "momentum"))
     if new != saved:
         state = core.update_state("search", **new)
 
@@ -122,6 +129,9 @@ with core.guard("Search settings"):
         st.error(message, icon=":material/block:")
     for message in warnings:
         st.warning(message, icon=":material/warning:")
+    notes = privacy_notes(spec, n_train)  # what will not be private, or costs more (as `dptune tune`)
+    if notes:
+        st.info("**Before you start**\n\n" + "\n".join(f"- {note}" for note in notes), icon=":material/shield:")
     with st.expander("The same search from the command line"):
         st.code(yaml.safe_dump({k: v for k, v in spec.to_dict().items() if v is not None}, sort_keys=False),
                 language="yaml")

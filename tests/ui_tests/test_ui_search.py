@@ -337,3 +337,22 @@ def test_budgeted_mode_still_asks_for_workers_and_c(workspace, started):
     assert any("4 trial(s)" in c.value and "2 worker process(es)" in c.value for c in at.caption)
     at.button(key="search-start").click().run()
     assert started[0]["n_workers"] == 2
+
+
+def test_what_will_not_be_private_is_said_before_start(workspace):
+    """Issue 10 item 15: the page shows the same notes `dptune tune` prints (study.budget.privacy_notes)."""
+    at = open_page(workspace, "search")
+    assert not at.exception, messages(at)
+    at.radio(key="search-mode").set_value("recipe").run()
+    assert not at.exception, messages(at)
+    shown = " ".join(messages(at)["info"])
+    assert "non-private baseline (σ = 0)" in shown and "∞" in shown
+
+
+def test_optimizer_and_momentum_reach_the_search_yaml(workspace):
+    at = open_page(workspace, "search")
+    at.selectbox(key="search-optimizer").set_value("momentum").run()
+    at.number_input(key="search-momentum").set_value(0.8).run()
+    assert not at.exception, messages(at)
+    yaml_text = " ".join(c.value for c in at.code)
+    assert "optimizer: momentum" in yaml_text and "momentum: 0.8" in yaml_text
