@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -45,35 +44,10 @@ from dptune.study.modes import mode_for, study_mode
 from dptune.study.objective import SEARCH_PHASE, TrainFn, TrialFailed, make_objective
 from dptune.study.recipe import make_recipe_objective, run_recipe
 from dptune.study.results import finished_trials, update_search_cost
-
-MAX_RETRY = 2
+from dptune.study.storage import open_storage
 
 
 # ---------------------------------------------------------------------------- storage
-def open_storage(url: str, *, heartbeat_seconds: int | None = None) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for `url` (SQLite file, PostgreSQL, MySQL, ...).
-
-    With `heartbeat_seconds`, running trials send a heartbeat; one silent for 3 heartbeats
-    (a killed worker) is failed and re-queued (up to MAX_RETRY times) by the next worker.
-    """
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        kwargs: dict[str, Any] = {}
-        if heartbeat_seconds:
-            kwargs = dict(
-                heartbeat_interval=int(heartbeat_seconds),
-                grace_period=3 * int(heartbeat_seconds),
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-
-
 def make_sampler(spec: SearchSpec, *, worker_index: int = 0, n_trials: int | None = None, trials_started: int = 0):
     """The spec's sampler; with `sampler_seed`, worker i uses seed + i (so workers differ),
     offset by the trials the study had already started, so that a restarted worker does not

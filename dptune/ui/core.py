@@ -147,7 +147,7 @@ def current_model_spec(state: dict[str, Any], data: LoadedData):
 # ----------------------------------------------------------------------------- storage
 @st.cache_resource(show_spinner=False)
 def _storage(url: str) -> optuna.storages.BaseStorage:
-    from dptune.study.search import open_storage
+    from dptune.study.storage import open_storage
 
     return open_storage(url)
 

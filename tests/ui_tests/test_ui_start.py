@@ -1,6 +1,10 @@
 """Start page (AppTest): opens on digits, one-button search, re-attaching after a restart."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -53,3 +57,22 @@ def test_a_lost_upload_is_explained(workspace):
     assert not at.exception
     errors = messages(at)["error"]
     assert any("gone.csv" in e and "upload it again" in e for e in errors), errors
+
+
+@pytest.mark.slow
+def test_the_start_page_does_not_import_tensorflow(tmp_path):
+    """Issue 10 item 17: the first page appeared after ~60 s (TensorFlow imported at start). The
+    Start page, the Search page and the sidebar calculator render without it, in a fresh process."""
+    script = (
+        "import sys, ui_testing\n"
+        f"at = ui_testing.open_page({str(tmp_path / 'ws')!r}, 'home')\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "at.switch_page('pages/search.py').run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    tests = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=tests, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(tests)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "False False"
