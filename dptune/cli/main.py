@@ -16,8 +16,9 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+from dptune.cli import search_commands
 from dptune.cli.profile_command import add_profile_parser
 from dptune.errors import DPTuneError
 from dptune.privacy.statement import delta_warnings, format_epsilon
@@ -165,37 +166,46 @@ def _epsilon_statement(report: Any, microbatches: int | None, delta_is_default: 
 # --------------------------------------------------------------------------------------------
 
 
-# name: (help, description); arguments `add_<name>_arguments` and handler `handle_<name>`
-# live in dptune.cli.search_commands, imported only when the command runs (TensorFlow is heavy).
+class SearchCommand(NamedTuple):
+    """One search subcommand: its help, description, argument adder and handler (the handlers
+    import TensorFlow and Optuna only when the command runs)."""
+
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handle: Callable[[argparse.Namespace], int]
+
+
 SEARCH_COMMANDS = {
-    "tune": (
+    "tune": SearchCommand(
         "run a search headless (recipe, budgeted or pareto) from a search YAML",
         "Create (or resume) an Optuna study from a search YAML and run its trials, with a progress bar.",
+        search_commands.add_tune_arguments, search_commands.handle_tune,
     ),
-    "worker": (
+    "worker": SearchCommand(
         "run queued trials of a study (start several, on one or many machines)",
         "Take trials from a study's queue until none is left; heartbeats let a killed worker's "
         "trial be failed and re-queued.",
+        search_commands.add_worker_arguments, search_commands.handle_worker,
     ),
-    "export": (
+    "export": SearchCommand(
         "write a trial (default: the best within the target epsilon) as run YAML",
         "Export a trial's config, epsilon, metrics and the search's cost as YAML for `dptune train`.",
+        search_commands.add_export_arguments, search_commands.handle_export,
     ),
-    "train": (
+    "train": SearchCommand(
         "train the run a YAML describes; print its metrics and epsilon",
         "Reproduce an exported run: same data (by fingerprint), model, config and seed; same epsilon.",
+        search_commands.add_train_arguments, search_commands.handle_train,
     ),
 }
 
 
-def _search_command_adder(name: str) -> Callable[[argparse._SubParsersAction], None]:
+def _search_command_adder(name: str, command: SearchCommand) -> Callable[[argparse._SubParsersAction], None]:
     def add(subparsers: argparse._SubParsersAction) -> None:
-        from dptune.cli import search_commands as tune_commands
-
-        help_text, description = SEARCH_COMMANDS[name]
-        parser = subparsers.add_parser(name, help=help_text, description=description)
-        getattr(tune_commands, f"add_{name}_arguments")(parser)
-        parser.set_defaults(handler=lambda args: getattr(tune_commands, f"handle_{name}")(args))
+        parser = subparsers.add_parser(name, help=command.help, description=command.description)
+        command.add_arguments(parser)
+        parser.set_defaults(handler=command.handle)
 
     return add
 
@@ -207,7 +217,7 @@ def _search_command_adder(name: str) -> Callable[[argparse._SubParsersAction], N
 # One adder per subcommand; `tune`, `worker`, `export`, `train` are added here the same way.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_epsilon_parser,
-    *(_search_command_adder(name) for name in SEARCH_COMMANDS),
+    *(_search_command_adder(name, command) for name, command in SEARCH_COMMANDS.items()),
     add_profile_parser,
 ]
 
