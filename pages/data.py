@@ -79,7 +79,7 @@ else:
                 if (saved.get("sha256") != digest or section.get("options") != options
                         or section.get("source") != "upload"):
                     datasets.commit_upload(uploaded.name, content, options, prepared)
-                    state = core.load_state()
+                    st.rerun()  # the sidebar (drawn before this page) then shows the new dataset's N
                 st.success(f"Using {uploaded.name}: {prepared.dataset.n_train:,} training examples.",
                            icon=":material/check_circle:")
             if info.preview is not None:

@@ -49,4 +49,9 @@ def sidebar() -> None:
                 default_n = core.loaded_data(state).dataset.n_train
             except Exception:  # noqa: BLE001 - the Data page shows the error; the calculator still works
                 default_n = 1000
+        if st.session_state.get("calc-n-default") != default_n:  # a new dataset: its N, not the last one typed
+            st.session_state["calc-n-default"] = default_n
+            st.session_state["calc-n"] = default_n
+            if "calc-b" in st.session_state:  # a batch larger than the new N would only be an error
+                st.session_state["calc-b"] = min(int(st.session_state["calc-b"]), default_n)
         calculator(default_n)

@@ -68,6 +68,7 @@ def test_upload_csv_with_label_and_sensitive_attribute(workspace):
     assert not at.exception and not at.error, messages(at)
     expected = load_dataset(("people.csv", good_csv()), label_column="label", sensitive_column="sex").dataset
     assert metric(at, "N (training)") == f"{expected.n_train:,}"
+    assert at.number_input(key="calc-n").value == expected.n_train  # the sidebar calculator follows at once
     state = saved_state(workspace)
     assert state["dataset"]["source"] == "upload"
     assert state["dataset"]["options"]["sensitive_column"] == "sex"
