@@ -74,7 +74,7 @@ else:
                     help="Each row goes to validation by a hash of its own content, with this probability: its side "
                          "never depends on the other rows.",
                 )
-                prepared = datasets.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
+                prepared = core.prepare_upload(digest, uploaded.name, json.dumps(options, sort_keys=True), content)
                 saved = section.get("upload") or {}
                 if (saved.get("sha256") != digest or section.get("options") != options
                         or section.get("source") != "upload"):

@@ -8,10 +8,12 @@ tab or a restarted app shows the same thing.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -117,8 +119,6 @@ def loaded_data(state: dict[str, Any] | None = None) -> LoadedData:
     if section.get("source") == "upload" and section.get("upload"):
         from pathlib import Path
 
-        from dptune.ui.datasets import prepare_upload
-
         upload = section["upload"]
         path = Path(upload["path"])
         if not path.exists():
@@ -142,6 +142,19 @@ def current_model_spec(state: dict[str, Any], data: LoadedData):
     from dptune.engine.user_models import suggest_model_spec
 
     return specs.model_spec_from_state(state, suggest_model_spec(data.dataset))
+
+
+@st.cache_resource(show_spinner="Preparing the data…", max_entries=8)
+def prepare_upload(digest: str, name: str, options_key: str, _content: bytes | Path) -> Any:
+    """`dptune.data.load_dataset((name, bytes), **options)` -> PreparedData (DataError when unusable)."""
+    if isinstance(_content, Path):
+        _content = _content.read_bytes()
+    options = json.loads(options_key)
+    if "image_size" in options:
+        options["image_size"] = tuple(options["image_size"])
+    from dptune.data import load_dataset
+
+    return load_dataset((name, _content), **options)
 
 
 # ----------------------------------------------------------------------------- storage

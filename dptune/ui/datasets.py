@@ -12,14 +12,13 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dptune.data import ColumnWarning, UploadSummary, column_warnings, describe_upload, load_dataset
+from dptune.data import ColumnWarning, UploadSummary, column_warnings, describe_upload
 from dptune.data.diagnose import MANY_CLASSES, class_count, many_classes_question, warnings_text
 from dptune.data.labels import MAX_CLASSES
 from dptune.ui import core
@@ -41,17 +40,6 @@ def owner_warnings(digest: str, reading_key: str, label: str, ignore: tuple[str,
                    _summary: UploadSummary) -> list[ColumnWarning]:
     """Identifier-like and label-leaking columns of the table (for the data owner; cached per choice)."""
     return column_warnings(_summary.table, label, ignore=ignore)
-
-
-@st.cache_resource(show_spinner="Preparing the data…", max_entries=8)
-def prepare_upload(digest: str, name: str, options_key: str, _content: bytes | Path) -> Any:
-    """`dptune.data.load_dataset((name, bytes), **options)` -> PreparedData (DataError when unusable)."""
-    if isinstance(_content, Path):
-        _content = _content.read_bytes()
-    options = json.loads(options_key)
-    if "image_size" in options:
-        options["image_size"] = tuple(options["image_size"])
-    return load_dataset((name, _content), **options)
 
 
 def forget_choices_of_other_files(digest: str) -> None:
