@@ -55,6 +55,7 @@ from dptune.study.objective import (
     study_clip_epsilon,
     suggest_config,
 )
+from dptune.study.queue import drain_queue, enqueue_planned
 
 
 # ---------------------------------------------------------------------------- 1. clip norm
@@ -262,8 +263,6 @@ def run_recipe(
     rng: np.random.Generator | None = None,
 ) -> int:
     """Run (or resume) the four steps; returns the number of trials run here."""
-    from dptune.study.search import enqueue_planned, run_queued_trials
-
     say = log or (lambda message: None)
     delta = float(study.user_attrs["delta"])
     recipe = spec.recipe
@@ -272,11 +271,13 @@ def run_recipe(
     state: dict[str, Any] = dict(study.user_attrs.get("recipe") or {})
     planned = recipe.baseline_trials + spec.n_trials.n + recipe.verify_trials
     study.set_user_attr("n_trials_planned", planned)
+    objective = make_recipe_objective(spec, dataset, delta=delta, train_fn=train_fn)
     ran = 0
 
     def run_phase() -> None:
         nonlocal ran
-        ran += run_queued_trials(study, spec, dataset, train_fn=train_fn, on_trial_end=on_trial_end, deadline=deadline)
+        ran += drain_queue(study, objective, poll_seconds=max(1.0, spec.heartbeat_seconds / 2),
+                           on_trial_end=on_trial_end, deadline=deadline)
 
     # 1. clip norm
     if "clip" not in state:

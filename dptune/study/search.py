@@ -34,14 +34,15 @@ from tqdm import tqdm
 from dptune import privacy
 from dptune.data import resolve_dataset
 from dptune.data.dataset import Dataset
-from dptune.engine.runtime import release_models, share_gpus_between_processes
+from dptune.engine.runtime import share_gpus_between_processes
 from dptune.errors import ConfigError
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.search import SearchSpec
 from dptune.study.budget import resolve_delta
 from dptune.study.launch import spawn_worker
 from dptune.study.modes import mode_for, study_mode
-from dptune.study.objective import SEARCH_PHASE, TrainFn, TrialFailed, make_objective
+from dptune.study.objective import SEARCH_PHASE, TrainFn, make_objective
+from dptune.study.queue import drain_queue, enqueue_planned
 from dptune.study.recipe import make_recipe_objective, run_recipe
 from dptune.study.results import finished_trials, update_search_cost
 from dptune.study.storage import open_storage
@@ -135,15 +136,6 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     return study, dataset
 
 
-def enqueue_planned(study: optuna.Study, count: int, *, phase: str, user_attrs: list[dict] | None = None) -> None:
-    """Queue `count` trials (WAITING) for workers to take; parameters are sampled when one starts."""
-    for i in range(count):
-        attrs = {"phase": phase}
-        if user_attrs is not None:
-            attrs.update(user_attrs[i])
-        study.enqueue_trial({}, user_attrs=attrs)
-
-
 def load_study(
     name: str,
     storage: str | optuna.storages.BaseStorage,
@@ -179,19 +171,6 @@ def load_study(
 
 
 # ---------------------------------------------------------------------------- trial loop
-def queue_counts(study: optuna.Study) -> dict[str, int]:
-    counts = {state.name: 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] += 1
-    return counts
-
-
-def fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 def run_queued_trials(
     study: optuna.Study,
     spec: SearchSpec,
@@ -204,34 +183,15 @@ def run_queued_trials(
     on_trial_end: Callable[[optuna.Study], None] | None = None,
     deadline: float | None = None,
 ) -> int:
-    """Take queued trials until none is left (or `max_trials` ran here, or the deadline).
-
-    While other workers' trials are running and nothing waits, keep polling: a worker that
-    dies leaves a stale trial that this loop fails and re-queues after the grace period.
-    Returns how many trials this call ran.
-    """
+    """Take the study's queued trials with its mode's objective (dptune.study.queue.drain_queue);
+    poll every `poll_seconds` (default half a heartbeat) while others run. Returns how many
+    trials this call ran."""
     delta = float(study.user_attrs["delta"])
     make = make_recipe_objective if mode_for(spec.mode).phased else make_objective
     objective = make(spec, dataset, delta=delta, train_fn=train_fn)
     poll = poll_seconds if poll_seconds is not None else max(1.0, spec.heartbeat_seconds / 2)
-    ran = 0
-    while max_trials is None or ran < max_trials:
-        if deadline is not None and time.time() >= deadline:
-            break
-        fail_stale(study)
-        counts = queue_counts(study)
-        if counts["WAITING"]:
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
-            release_models()
-            ran += 1
-            if on_trial_end is not None:
-                on_trial_end(study)
-            continue
-        if counts["RUNNING"] and wait_for_running:
-            time.sleep(poll)
-            continue
-        break
-    return ran
+    return drain_queue(study, objective, poll_seconds=poll, max_trials=max_trials, wait_for_running=wait_for_running,
+                       on_trial_end=on_trial_end, deadline=deadline)
 
 
 # ---------------------------------------------------------------------------- tune

@@ -105,7 +105,8 @@ def reap_stale(name: str) -> int:
     machines, keep their heartbeats and are untouched. Returns how many trials it failed."""
     import optuna
 
-    from dptune.study.search import fail_stale, open_storage
+    from dptune.study.queue import fail_stale
+    from dptune.study.storage import open_storage
 
     study = core.load_study(name)
     spec = study.user_attrs.get("search_spec") or {}
