@@ -34,6 +34,7 @@ from dptune.data import builtin_dataset  # noqa: E402
 from dptune.spec.search import SearchSpec  # noqa: E402
 from dptune.study.results import best_trial_within, search_cost  # noqa: E402
 from dptune.study.search import tune  # noqa: E402
+from dptune.workspace import Workspace  # noqa: E402
 
 TARGET = 3.0
 MODEL = {"kind": "mlp", "hidden_units": [64]}
@@ -90,7 +91,7 @@ def best_within(study: optuna.Study, until=None) -> float | None:
 def run_one(name: str, values: dict, seed: int, seconds: float, dataset, root: str) -> dict:
     spec = SearchSpec.from_dict({
         **values, "dataset": {"builtin": "digits"}, "model": MODEL, "target_epsilon": TARGET,
-        "workspace": root, "storage": f"sqlite:///{root}/studies.db", "sampler_seed": seed,
+        "workspace": root, "storage": Workspace.at(root).storage_url, "sampler_seed": seed,
         "study_name": f"{values['mode']}-{abs(hash(name)) % 10**6}-{seed}", "fixed": {"seed": seed},
     })
     started = time.time()

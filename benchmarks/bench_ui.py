@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # synthetic_studies: studies in the documented format
 
+from dptune.workspace import Workspace  # noqa: E402  (the layout only: no TensorFlow, Optuna or Streamlit)
+
 PAGES = ["home", "data", "model", "clip_norm", "search", "tradeoffs", "export"]
 BUDGET_SECONDS = 2.0
 
@@ -152,7 +154,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(args.workspace or Path(folder) / "dptune-data")
-        if not (root / "studies.db").exists():
+        if not Workspace.at(root).studies_db.exists():
             build_workspace(root, args.trials, args.epochs)
         results = bench_apptest(root, args.repeats)
         print(f"\nAppTest script run per page, {args.trials} finished trials (budget {BUDGET_SECONDS:.0f} s):")

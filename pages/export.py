@@ -20,7 +20,7 @@ with core.guard("Export"):
         st.stop()
     snapshot = core.snapshot(name)
     frame = snapshot.frame
-    target = snapshot.user_attrs.get("target_epsilon")
+    target = snapshot.record.target_epsilon
     candidates = trial_view.exportable(frame)
     if len(candidates) == 0:
         st.warning("No trial has finished yet, so there is nothing to export. Start or resume the search on the "

@@ -9,7 +9,7 @@ from dptune import privacy
 from dptune.study.budget import check_budget, privacy_notes
 from dptune.study.modes import NoisePolicy, mode_for, study_mode
 from dptune.ui import core, live, searching, shell, specs
-from dptune.ui.workers import list_workers
+from dptune.ui.workers import dead_workers, exit_summary, list_workers, restart_dead_workers
 
 shell.frame("Search")
 st.title("Search")
@@ -196,11 +196,10 @@ with core.guard("Studies"):
         core.update_state("study", name=study_name)
     st.session_state["search-study-shown"] = study_name
     status = searching.study_status(study_name)
-    attrs = status["attrs"]
+    record = status["record"]
     st.caption(
-        f"mode **{attrs.get('mode')}** · target ε **{attrs.get('target_epsilon')}** · δ {attrs.get('delta', 0):.2g} · "
-        f"data {attrs.get('dataset', {}).get('name')} (N = {attrs.get('dataset', {}).get('n_train')}) · "
-        f"created {attrs.get('created_at', '?')}"
+        f"mode **{record.mode}** · target ε **{record.target_epsilon}** · δ {record.delta or 0:.2g} · "
+        f"data {record.dataset.name} (N = {record.n_train}) · created {record.created_at or '?'}"
     )
     cols = st.columns([1, 1, 3])
     if cols[0].button("Stop workers", icon=":material/stop:", key="search-stop", disabled=not status["workers"]):
@@ -209,13 +208,28 @@ with core.guard("Studies"):
         st.rerun()
     if cols[1].button("Start workers", icon=":material/play_arrow:", key="search-resume",
                       disabled=bool(status["workers"]) or not (status["counts"].get("WAITING")
-                                                                or study_mode(attrs).phased)):
+                                                                or study_mode(record).phased)):
         count = searching.resume(study_name, n_workers=int(state["search"]["workers"]))
         st.toast(f"Started {count} worker(s)", icon=":material/play_circle:")
         st.rerun()
     cols[2].caption("Stopping kills the worker processes; a trial they were running is marked failed and re-queued "
                     "by the next worker after the heartbeat grace period. More workers can join from other machines: "
                     f"`dptune worker --study {study_name} --storage {ws.storage_url}`")
+    unfinished = status["counts"].get("WAITING", 0) + status["counts"].get("RUNNING", 0)
+    dead = dead_workers(ws, study_name) if unfinished else []
+    if dead:
+        st.warning(
+            f"{len(dead)} worker process(es) started here exited while {unfinished} trial(s) are unfinished: "
+            + "; ".join(f"PID {w.pid}: {exit_summary(w)}" for w in dead[:4])
+            + f". Restart them here, or run `dptune worker --study {study_name} --storage {ws.storage_url}` "
+            "on any machine. A trial they were running is re-queued after the heartbeat grace period.",
+            icon=":material/warning:",
+        )
+        if st.button("Restart dead workers", icon=":material/restart_alt:", key="search-restart-dead"):
+            restarted = restart_dead_workers(ws, study_name)
+            core.clear_caches()
+            st.toast(f"Restarted {len(restarted)} worker(s)", icon=":material/play_circle:")
+            st.rerun()
     live.live_monitor(study_name, key="search-live")
     records = list_workers(ws, study_name)
     if records:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dptune.report import plots
+from dptune.study.modes import NoisePolicy, study_mode
 from dptune.ui import core, shell, trial_view
 
 shell.frame("Trade-offs")
@@ -14,11 +15,12 @@ with core.guard("Trade-offs"):
         st.stop()
     snapshot = core.snapshot(name)
     frame = snapshot.frame
-    target = snapshot.user_attrs.get("target_epsilon")
+    record = snapshot.record
+    target = record.target_epsilon
     done = plots.finished_trials(frame)
     best = plots.best_within_budget(frame, target)
     st.caption(
-        f"{len(done)} finished trial(s) of {len(frame)} · mode {snapshot.user_attrs.get('mode')} · target ε {target}"
+        f"{len(done)} finished trial(s) of {len(frame)} · mode {record.mode} · target ε {target}"
         + (f" · best within the target: trial {best}" if best is not None else "")
     )
     if len(done) == 0:
@@ -45,7 +47,7 @@ with core.guard("Trade-offs"):
 
     left, right = st.columns([3, 2])
     with left:
-        if snapshot.user_attrs.get("mode") == "budgeted":
+        if study_mode(record).noise_policy is NoisePolicy.CALIBRATED:
             # every trial spends the target ε (σ calibrated): an ε front would be step-rounding
             # noise, so the main figure shows what varies - time and m - against accuracy
             st.markdown("**Validation accuracy against training time** (every trial spends the target ε; "

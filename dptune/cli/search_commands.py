@@ -37,12 +37,13 @@ def handle_tune(args: argparse.Namespace) -> int:
     from dptune.data import resolve_dataset
     from dptune.spec.search import load_search_spec
     from dptune.study.budget import check_budget, privacy_notes
+    from dptune.study.format import StudyRecord, TrialRecord
     from dptune.study.results import best_trial_within, search_cost
     from dptune.study.search import tune
 
     _quiet()
     spec = load_search_spec(args.config)
-    dataset = resolve_dataset(spec.dataset, spec.workspace)
+    dataset = resolve_dataset(spec.dataset, spec.workspace, save=False)  # nothing written before the checks pass
     budget = check_budget(spec, dataset.n_train)
     for message in budget.warnings:
         print(f"warning: {message.removeprefix('Warning: ')}", file=sys.stderr)
@@ -60,10 +61,10 @@ def handle_tune(args: argparse.Namespace) -> int:
     if best is None:
         print(f"no completed trial within ε = {outcome.spec.target_epsilon:g}")
     else:
-        a = best.user_attrs
-        c = a["config"]
+        record = TrialRecord.of(best)
+        c = record.config
         print(f"best trial within ε = {outcome.spec.target_epsilon:g}: #{best.number}, val accuracy "
-              f"{a['val_accuracy']:.4f}, per-trial ε = {_fmt(a.get('epsilon_total'))} "
+              f"{record.val_accuracy:.4f}, per-trial ε = {_fmt(record.epsilon_total)} "
               f"(C = {c['l2_norm_clip']:.3g}, sigma = {c['noise_multiplier']:.3g}, m = {c['num_microbatches']}, "
               f"lr = {c['learning_rate']:.3g}, B = {c['batch_size']}, epochs = {c['epochs']})")
     cost = search_cost(study)
@@ -72,7 +73,7 @@ def handle_tune(args: argparse.Namespace) -> int:
           + (f"; releasing only the selected trial ε = {_fmt(cost['repeat_and_select_epsilon'])}"
              if cost["repeat_and_select_epsilon"] is not None else ""))
     print(f"  ({cost['note']})")
-    recipe = study.user_attrs.get("recipe")
+    recipe = StudyRecord.of(study).recipe
     if recipe:
         _print_recipe(recipe)
     print(f"export: dptune export --storage {outcome.spec.storage} --study {study.study_name} -o chosen.yaml")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dptune.errors import DataError
-from dptune.workspace import DEFAULT_WORKSPACE, write_once
+from dptune.workspace import DEFAULT_WORKSPACE, Workspace, write_once
 
 LEGACY_PREPROCESSING_NOTE = (
     "prepared by an older version of dptune that fitted statistics (medians, means, standard deviations, "
@@ -151,7 +151,7 @@ class Dataset:
         meta = np.frombuffer(json.dumps(self._stored_metadata()).encode(), dtype=np.uint8)
         try:
             return write_once(
-                Path(workspace) / f"{self.fingerprint}.npz", lambda handle: np.savez(handle, metadata=meta, **self._arrays())
+                Workspace.at(workspace).dataset_path(self.fingerprint), lambda handle: np.savez(handle, metadata=meta, **self._arrays())
             )
         except OSError as error:
             raise DataError(
@@ -168,16 +168,17 @@ class Dataset:
         `LEGACY_PREPROCESSING_NOTE`."""
         if not (isinstance(fingerprint, str) and len(fingerprint) == 64 and all(c in "0123456789abcdef" for c in fingerprint)):
             raise DataError(f"{fingerprint!r} is not a dataset fingerprint (64 lowercase hex digits, SHA-256)")
-        path = Path(workspace) / f"{fingerprint}.npz"
+        path = Workspace.at(workspace).dataset_path(fingerprint)
         if not path.exists():
             raise DataError(f"dataset {fingerprint[:12]}… is not in the workspace {Path(workspace).resolve()}")
         try:
             dataset = cls._read(path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError, RecursionError) as error:
             if isinstance(error, DataError):
                 raise
+            reason = "it asks for more memory than this machine has" if isinstance(error, MemoryError) else str(error)[:200]
             raise DataError(
-                f"the stored dataset {path} cannot be read ({error}); delete it and prepare the dataset again"
+                f"the stored dataset {path} cannot be read ({reason}); delete it and prepare the dataset again"
             ) from None
         if dataset.fingerprint != fingerprint:
             raise DataError(f"the stored dataset {path} is corrupt: its content no longer matches its fingerprint")

@@ -64,6 +64,7 @@ from dptune.data.sources import (
 from dptune.data.tabular import MAX_CATEGORIES, PublicSchema, column_problems, read_table, resolve_column
 from dptune.errors import DataError
 from dptune.spec.dataset_ref import DatasetRef
+from dptune.workspace import Workspace
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -373,7 +374,7 @@ def resolve_dataset(ref: DatasetRef, workspace: str | os.PathLike | None = None,
     """
     folder = Path(ref.workspace or workspace or DEFAULT_WORKSPACE)
     dataset: Dataset | None = None
-    if ref.fingerprint is not None and (folder / f"{ref.fingerprint}.npz").exists():
+    if ref.fingerprint is not None and Workspace.at(folder).dataset_path(ref.fingerprint).exists():
         dataset = Dataset.load(ref.fingerprint, folder)
     elif ref.builtin is not None:
         dataset = builtin_dataset(ref.builtin, **ref.options)

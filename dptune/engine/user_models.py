@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 
 from dptune.data.dataset import DEFAULT_WORKSPACE, Dataset
 from dptune.data.sources import Limits, MiB, RawFile, Source, open_zip, read_member, read_source
+from dptune.engine.keras_limits import check_config_depth
 from dptune.errors import DataError, ModelError
 from dptune.spec.config import ModelSpec
-from dptune.workspace import write_once
+from dptune.workspace import Workspace, write_once
 
 if TYPE_CHECKING:
     import keras
@@ -150,12 +151,11 @@ def store_user_model(source: Source, workspace: str | os.PathLike = DEFAULT_WORK
     """
     raw = _read_model_file(source)
     load_user_model((raw.name, raw.content), input_shape)
-    directory = Path(workspace) / "models"
+    target = Workspace.at(workspace).model_path(hashlib.sha256(raw.content).hexdigest())
     try:
-        return write_once(directory / f"{hashlib.sha256(raw.content).hexdigest()}.keras",
-                          lambda handle: handle.write(raw.content))
+        return write_once(target, lambda handle: handle.write(raw.content))
     except OSError as error:
-        raise ModelError(f"cannot save the model into {directory.resolve()}: {error.strerror or error}") from None
+        raise ModelError(f"cannot save the model into {target.parent}: {error.strerror or error}") from None
 
 
 def _read_model_file(source: Source) -> RawFile:
@@ -189,10 +189,12 @@ def _read_config(raw: RawFile) -> dict:
         text = read_member(archive, archive.getinfo("config.json"), raw.name)
     except DataError as error:
         raise ModelError(str(error)) from None
+    check_config_depth(text, raw.name)  # json.loads and scan_config recurse once per level
     try:
         config = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelError(f"the config.json in {raw.name!r} is not valid JSON ({error}); save the model again") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ModelError(f"the config.json in {raw.name!r} is not valid JSON ({str(error)[:200]}); "
+                         "save the model again") from None
     if not isinstance(config, dict):
         raise ModelError(f"the config.json in {raw.name!r} does not describe a model; save the model again")
     return config

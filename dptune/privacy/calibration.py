@@ -98,22 +98,7 @@ def calibrate_noise(
 
     if epsilon_of(MAX_NOISE_MULTIPLIER) > target:
         raise _unreachable(run, target, delta, accountant, what, hints)
-    low = high = run.noise_multiplier  # bracket: epsilon_of(low) > target >= epsilon_of(high)
-    if epsilon_of(high) > target:
-        while True:
-            low, high = high, min(2.0 * high, MAX_NOISE_MULTIPLIER)
-            if epsilon_of(high) <= target:
-                break
-    else:
-        while True:
-            low, high = low / 2.0, low
-            if epsilon_of(low) > target:
-                break
-            if low < MIN_NOISE_MULTIPLIER:
-                raise PrivacyError(
-                    f"target epsilon {target:g} is so large that any noise multiplier >= {low:g} meets it "
-                    f"for {what}: such a budget promises no meaningful privacy; choose a smaller target epsilon"
-                )
+    low, high = _bracket(epsilon_of, run.noise_multiplier, target, what)
     sigma = float(dp_accounting.calibrate_dp_mechanism(
         make_accountant, event_of, target, delta, mechanism_calibration.ExplicitBracketInterval(low, high),
         tol=1e-5 * low,
@@ -130,6 +115,27 @@ def calibrate_noise(
             f"at sigma {sigma:g} ({accountant.upper()} accountant)"
         )
     return sigma
+
+
+def _bracket(epsilon_of: Callable[[float], float], guess: float, target: float, what: str) -> tuple[float, float]:
+    """(low, high) with epsilon_of(low) > target >= epsilon_of(high), by steps of 2× from the
+    guess (epsilon_of(MAX_NOISE_MULTIPLIER) <= target is known). Raises PrivacyError when even
+    σ below MIN_NOISE_MULTIPLIER meets the target."""
+    low = high = guess
+    if epsilon_of(high) > target:
+        while True:
+            low, high = high, min(2.0 * high, MAX_NOISE_MULTIPLIER)
+            if epsilon_of(high) <= target:
+                return low, high
+    while True:
+        low, high = low / 2.0, low
+        if epsilon_of(low) > target:
+            return low, high
+        if low < MIN_NOISE_MULTIPLIER:
+            raise PrivacyError(
+                f"target epsilon {target:g} is so large that any noise multiplier >= {low:g} meets it "
+                f"for {what}: such a budget promises no meaningful privacy; choose a smaller target epsilon"
+            )
 
 
 def calibrate_noise_multiplier(

@@ -268,7 +268,7 @@ def search_cost_repeat_and_select(
     then every candidate is bounded by the order-wise maximum of their RDP curves.
     mean_trials: E[K] >= 1. distribution "poisson": K ~ Poisson(mean_trials);
     "truncated_negative_binomial": shape eta >= 0 (1: geometric, 0: logarithmic; its
-    halting probability γ follows from E[K], see dptune.spec.search.tnb_mean), as
+    halting probability γ follows from E[K], see dptune.spec.trial_count.tnb_mean), as
     dp_accounting's RepeatAndSelectDpEvent takes them. clip_epsilon: the clip-norm selection
     made once before the search, composed in. RDP of dp_accounting's RepeatAndSelectDpEvent
     (its own routine on the maximum curve), by the accountant's arithmetic: for one run it
@@ -305,7 +305,7 @@ def search_event(run: DPSGDRun, trials: dict[str, Any], clip_epsilon: float = 0.
     clip-norm selection (pure ε = `clip_epsilon`) composed in.
 
     trials {"distribution": "fixed", "n": n}: n trials, every output released, so the
-    n-fold composition of the run. A random count as dptune.spec.search.TrialCount.to_dict()
+    n-fold composition of the run. A random count as dptune.spec.trial_count.TrialCount.to_dict()
     writes it, {"distribution": "poisson" | "truncated_negative_binomial", "mean": E[K],
     "shape": η (the latter only)}: only the best trial released, RepeatAndSelectDpEvent.
     """

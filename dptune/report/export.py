@@ -10,6 +10,7 @@ noise elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from dptune.privacy.statement import (
 )
 from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
-from dptune.spec.run import RunConfig, finite_or_none, load_run_config, package_versions
+from dptune.spec.run import RunConfig, finite_or_none, load_run_config, package_versions, portable_workspace
+from dptune.study.format import StudyRecord, TrialRecord
+from dptune.study.results import best_trial_within, search_cost
 
 COST_KEYS = (
     "per_trial_epsilon_max", "naive_composition_epsilon", "naive_composition_finite", "repeat_and_select_epsilon",
@@ -43,19 +46,17 @@ COST_KEYS = (
 def choose_trial(study: optuna.Study, trial_number: int | None = None,
                  target_epsilon: float | None = None) -> FrozenTrial:
     """The trial to export: `trial_number`, or the best COMPLETE trial within the target ε."""
-    from dptune.study.results import best_trial_within
-
     if trial_number is not None:
         trials = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
         if not trials:
             raise ConfigError(f"--trial: study {study.study_name!r} has no trial {trial_number}")
         trial = trials[0]
-        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or "config" not in trial.user_attrs:
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or TrialRecord.of(trial).config is None:
             raise ConfigError(f"--trial: trial {trial_number} is {trial.state.name}; export a COMPLETE (or PRUNED) trial")
         return trial
     best = best_trial_within(study, target_epsilon)
     if best is None:
-        target = study.user_attrs.get("target_epsilon") if target_epsilon is None else target_epsilon
+        target = StudyRecord.of(study).target_epsilon if target_epsilon is None else target_epsilon
         raise ConfigError(
             f"no completed trial of study {study.study_name!r} is within ε = {target:g}; "
             "pick one with --trial N or raise --target-epsilon"
@@ -69,37 +70,71 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
 
     cost: the study's search cost when already known (the `search_cost` study attribute the
     workers keep current); None recomputes it (`dptune.study.results.search_cost`)."""
-    from dptune.study.results import search_cost
-
-    attrs = trial.user_attrs
-    config = DPSGDConfig.from_dict(attrs["config"])
+    record, study_record = TrialRecord.of(trial), StudyRecord.of(study)
+    config = DPSGDConfig.from_dict(record.config)
     if trial.state == TrialState.PRUNED:
-        config = config.replace(epochs=int(attrs.get("epochs_done") or 1))
-    n_train = int(study.user_attrs["dataset"]["n_train"])
-    spec_dataset = study.user_attrs["search_spec"]["dataset"]
+        config = config.replace(epochs=int(record.epochs_done or 1))
+    n_train = study_record.n_train
+    spec_dataset = study_record.search_spec["dataset"]
     dataset = DatasetRef(
-        name=study.user_attrs["dataset"]["name"],
+        name=study_record.dataset.name,
         builtin=spec_dataset.get("builtin"),
-        fingerprint=study.user_attrs["dataset"]["fingerprint"],
+        fingerprint=study_record.dataset.fingerprint,
         n_train=n_train,
-        workspace=study.user_attrs.get("workspace"),
+        workspace=portable_workspace(study_record.workspace),
         options=spec_dataset.get("options") or {},
     )
-    clip = _clip_selection(study.user_attrs)
-    steps = int(attrs.get("steps_done") or attrs.get("steps_planned"))
-    delta = float(attrs["delta"])
+    clip = _clip_selection(study_record)
+    steps = int(record.steps_done or record.steps_planned)
+    delta = float(record.delta)
     cost = cost or search_cost(study)
     statement = statement_for_run(
         n_train=n_train, config=config, steps=steps, delta=delta,
         clip_epsilon=float(clip["epsilon"]) if clip else 0.0, clip_detail=_clip_detail(clip),
-        preprocessing=preprocessing_release(study.user_attrs["dataset"].get("preprocessing")),
+        preprocessing=preprocessing_release(study_record.dataset.preprocessing),
         search=SearchPart(
             epsilon_all_trials=cost.get("naive_composition_epsilon"),
             epsilon_selected_release=cost.get("selected_release_epsilon"),
             trials_charged=int(cost.get("n_trials_charged") or 0),
         ),
     )
-    accountant: dict[str, Any] = {
+    accountant = _accountant_section(statement, delta, clip)
+    metrics = {
+        "val_accuracy": record.val_accuracy,
+        "val_loss": record.val_loss,
+        "train_seconds": record.train_seconds,
+        "seconds_per_step": record.seconds_per_step,
+        "examples_per_second": record.examples_per_second,
+        "device": record.device,
+        "gradient_path": record.gradient_path,
+        "epochs_done": record.epochs_done,
+    }
+    search = {
+        "study": study.study_name,
+        "storage": storage_url,
+        "trial": trial.number,
+        "mode": study_record.mode,
+        "phase": record.phase,
+        "target_epsilon": study_record.target_epsilon,
+        "tuning_cost": {k: cost.get(k) for k in COST_KEYS},
+    }
+    return RunConfig(
+        training=config,
+        delta=delta,
+        dataset=dataset,
+        model=ModelSpec.from_dict(record.model_spec),
+        epsilon=finite_or_none(statement.epsilon_training_rdp),
+        accountant=accountant,
+        privacy_statement=statement.to_dict(),
+        metrics=metrics,
+        search=search,
+        versions=package_versions(),
+    ).with_digest()
+
+
+def _accountant_section(statement: PrivacyStatement, delta: float, clip: dict[str, Any] | None) -> dict[str, Any]:
+    """The run YAML's `accountant`: the training run's ε by both accountants and what it composes."""
+    return {
         "method": "rdp",
         "epsilon_rdp": finite_or_none(statement.epsilon_training_rdp),
         "epsilon_pld": finite_or_none(statement.epsilon_training_pld),
@@ -120,37 +155,6 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
             "search.tuning_cost; privacy_statement says what all of it covers"
         ),
     }
-    metrics = {
-        "val_accuracy": attrs.get("val_accuracy"),
-        "val_loss": attrs.get("val_loss"),
-        "train_seconds": attrs.get("train_seconds"),
-        "seconds_per_step": attrs.get("seconds_per_step"),
-        "examples_per_second": attrs.get("examples_per_second"),
-        "device": attrs.get("device"),
-        "gradient_path": attrs.get("gradient_path"),
-        "epochs_done": attrs.get("epochs_done"),
-    }
-    search = {
-        "study": study.study_name,
-        "storage": storage_url,
-        "trial": trial.number,
-        "mode": study.user_attrs.get("mode"),
-        "phase": attrs.get("phase"),
-        "target_epsilon": study.user_attrs.get("target_epsilon"),
-        "tuning_cost": {k: cost.get(k) for k in COST_KEYS},
-    }
-    return RunConfig(
-        training=config,
-        delta=float(attrs["delta"]),
-        dataset=dataset,
-        model=ModelSpec.from_dict(attrs["model_spec"]),
-        epsilon=finite_or_none(statement.epsilon_training_rdp),
-        accountant=accountant,
-        privacy_statement=statement.to_dict(),
-        metrics=metrics,
-        search=search,
-        versions=package_versions(),
-    ).with_digest()
 
 
 def _clip_detail(clip: dict[str, Any] | None) -> str:
@@ -161,15 +165,13 @@ def _clip_detail(clip: dict[str, Any] | None) -> str:
             + (f", C at the {quantile:.0%} quantile" if quantile else "") + ", pure DP")
 
 
-def _clip_selection(study_attrs: dict[str, Any]) -> dict[str, Any] | None:
+def _clip_selection(study: StudyRecord) -> dict[str, Any] | None:
     """How C was chosen and the total ε of every clip-norm histogram released on the dataset
     (the recipe's own and those before the search); None when no histogram was released."""
-    from dptune.study.objective import study_clip_epsilon
-
-    epsilon = study_clip_epsilon(study_attrs)
+    epsilon = study.clip_epsilon
     if epsilon <= 0:
         return None
-    chosen = (study_attrs.get("recipe") or {}).get("clip") or study_attrs.get("ui_clip_selection") or {}
+    chosen = (study.recipe or {}).get("clip") or study.ui_clip_selection or {}
     return {"source": chosen.get("source", "private"), "quantile": chosen.get("quantile"), "epsilon": epsilon}
 
 
@@ -274,7 +276,9 @@ def train_from_config(path_or_config: str | os.PathLike | RunConfig, *, workspac
     run_config = path_or_config if isinstance(path_or_config, RunConfig) else load_run_config(path_or_config)
     if train_fn is None:
         from dptune.engine.dpsgd import train as train_fn
-    dataset = resolve_dataset(run_config.dataset, workspace or run_config.dataset.workspace)
+    # --workspace overrides the YAML's dataset.workspace, which is only read from: train writes no dataset
+    ref = run_config.dataset if workspace is None else dataclasses.replace(run_config.dataset, workspace=str(workspace))
+    dataset = resolve_dataset(ref, save=False)
     check_delta(run_config.delta, dataset.n_train, force=force_unsafe_delta)
     result = train_fn(dataset, run_config.model, run_config.training, delta=run_config.delta)
     clip = (run_config.accountant or {}).get("clip_norm_selection") or {}

@@ -32,7 +32,8 @@ from dptune import privacy
 from dptune.errors import PrivacyError
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.privacy.statement import delta_warnings
-from dptune.spec.search import PER_EXAMPLE, SearchSpec
+from dptune.spec.ranges import PER_EXAMPLE
+from dptune.spec.search import SearchSpec
 from dptune.study.modes import NoisePolicy, mode_for
 
 

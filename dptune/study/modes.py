@@ -12,9 +12,12 @@ pruned and which bound on the privacy cost of the whole search it supports:
     recipe    σ (max) s.t. accuracy within tolerance   searched at m = 1, then σ and  yes     composition
               of the non-private baseline              m scaled together (recipe)
 
-`mode_for(name)` is the registry. The YAML key `mode` and the study attribute `mode` stay the
-strings "budgeted", "pareto" and "recipe" (an existing studies.db loads unchanged);
-`study_mode(study.user_attrs)` reads the attribute back as the mode object.
+Each mode is built on its spec-level rules (`dptune.spec.modes.ModeRules`: the one list of
+modes, what each asks of the search YAML) and takes its name, `prunes` and
+`bounds_search_cost` from them. `mode_for(name)` is the registry. The YAML key `mode` and the
+study attribute `mode` stay the strings "budgeted", "pareto" and "recipe" (an existing
+studies.db loads unchanged); `study_mode(StudyRecord.of(study))` reads the attribute back
+as the mode object.
 
 This module imports nothing else of dptune.study: the trial machinery (dptune.study.objective,
 and through it dptune.study.recipe) asks a mode for a trial's config, so a mode cannot hold the
@@ -33,14 +36,16 @@ from typing import Any, ClassVar
 import optuna
 
 from dptune import privacy
-from dptune.errors import ConfigError
 from dptune.privacy.search_cost import (
     calibrate_search_noise,
     calibrate_with_clip_selection,
     epsilon_with_clip_selection,
 )
+from dptune.spec import modes as spec_modes
 from dptune.spec.config import DPSGDConfig
-from dptune.spec.search import PER_EXAMPLE, SearchSpec
+from dptune.spec.ranges import PER_EXAMPLE
+from dptune.spec.search import SearchSpec
+from dptune.study.format import StudyRecord, TrialRecord
 
 
 class NoisePolicy(enum.Enum):
@@ -128,6 +133,8 @@ def suggest_microbatches(trial: optuna.Trial, choices: tuple, batch_size: int) -
 class SearchMode(abc.ABC):
     """One search mode. Instances are the module's singletons BUDGETED, PARETO and RECIPE.
 
+    rules: what the mode asks of the search YAML (dptune.spec.modes), the owner of `name`,
+        `prunes` and `bounds_search_cost`.
     name: the string of the YAML key and the study attribute `mode`.
     directions: Optuna's study directions, one per objective value.
     objective_names: Optuna's metric names, in the same order.
@@ -145,14 +152,24 @@ class SearchMode(abc.ABC):
         of sampling it from ranges.l2_norm_clip.
     """
 
-    name: ClassVar[str]
+    rules: ClassVar[spec_modes.ModeRules]
     directions: ClassVar[tuple[str, ...]]
     objective_names: ClassVar[tuple[str, ...]]
-    prunes: ClassVar[bool]
     noise_policy: ClassVar[NoisePolicy]
-    bounds_search_cost: ClassVar[bool] = False
     phased: ClassVar[bool] = False
     chooses_clip_norm: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        return self.rules.name
+
+    @property
+    def prunes(self) -> bool:
+        return self.rules.prunes
+
+    @property
+    def bounds_search_cost(self) -> bool:
+        return self.rules.bounds_search_cost
 
     @abc.abstractmethod
     def suggest_config(self, trial: optuna.Trial, spec: SearchSpec, n_train: int, delta: float,
@@ -206,12 +223,10 @@ class _RangesMode(SearchMode):
 class BudgetedMode(_RangesMode):
     """σ calibrated so that every trial spends exactly the target ε; maximise accuracy."""
 
-    name = "budgeted"
+    rules = spec_modes.BUDGETED
     directions = ("maximize",)
     objective_names = ("val_accuracy",)
-    prunes = True
     noise_policy = NoisePolicy.CALIBRATED
-    bounds_search_cost = True
 
     def noise_multiplier(self, trial: optuna.Trial, spec: SearchSpec, n_train: int, batch_size: int, epochs: float,
                          delta: float, microbatched: bool, clip_epsilon: float) -> float:
@@ -242,10 +257,9 @@ class ParetoMode(_RangesMode):
     cap (sigma_floor_for_cap), so a tiny σ never buys a huge ε that dominates the search's cost.
     """
 
-    name = "pareto"
+    rules = spec_modes.PARETO
     directions = ("maximize", "minimize", "minimize")
     objective_names = ("val_accuracy", "epsilon", "train_seconds")
-    prunes = False
     noise_policy = NoisePolicy.SEARCHED
 
     def noise_multiplier(self, trial: optuna.Trial, spec: SearchSpec, n_train: int, batch_size: int, epochs: float,
@@ -263,7 +277,7 @@ class ParetoMode(_RangesMode):
 
     def objective_value(self, result: Any, trial: optuna.Trial) -> tuple[float, float, float]:
         """(val accuracy, ε, training seconds); ε is the total with the clip selection, if any."""
-        epsilon = trial.user_attrs.get("epsilon_total")
+        epsilon = TrialRecord.of(trial).epsilon_total
         return (float(result.val_accuracy), float(epsilon if epsilon is not None else result.epsilon_rdp),
                 float(result.train_seconds))
 
@@ -272,10 +286,9 @@ class RecipeMode(SearchMode):
     """TF Privacy's tuning recipe (dptune.study.recipe): the largest σ at m = 1 whose accuracy
     stays within tolerance of the non-private baseline, then σ and m scaled to the target."""
 
-    name = "recipe"
+    rules = spec_modes.RECIPE
     directions = ("maximize",)
     objective_names = ("noise_multiplier",)
-    prunes = True
     noise_policy = NoisePolicy.RECIPE
     phased = True
     chooses_clip_norm = True
@@ -287,7 +300,7 @@ class RecipeMode(SearchMode):
         nothing is calibrated at m = 1)."""
         ranges = spec.ranges
         return spec.base_config().replace(
-            l2_norm_clip=float(trial.study.user_attrs["recipe"]["clip"]["l2_norm_clip"]),
+            l2_norm_clip=float(StudyRecord.of(trial.study).recipe["clip"]["l2_norm_clip"]),
             noise_multiplier=float(suggest_log(trial, "noise_multiplier", ranges.noise_multiplier)),
             learning_rate=float(suggest_log(trial, "learning_rate", ranges.learning_rate)),
             num_microbatches=1,
@@ -303,17 +316,18 @@ class RecipeMode(SearchMode):
 BUDGETED = BudgetedMode()
 PARETO = ParetoMode()
 RECIPE = RecipeMode()
-MODES: dict[str, SearchMode] = {mode.name: mode for mode in (RECIPE, BUDGETED, PARETO)}
+_BY_RULES = {mode.rules: mode for mode in (BUDGETED, PARETO, RECIPE)}
+#: every mode of dptune.spec.modes.MODES, in its order (a spec mode without an implementation
+#: here fails at import)
+MODES: dict[str, SearchMode] = {name: _BY_RULES[rules] for name, rules in spec_modes.MODES.items()}
 
 
 def mode_for(name: Any) -> SearchMode:
-    """The mode called `name` (the YAML key `mode`, the study attribute `mode`)."""
-    try:
-        return MODES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {name!r}") from None
+    """The mode called `name` (the YAML key `mode`, the study attribute `mode`); ConfigError
+    naming the modes when there is none."""
+    return MODES[spec_modes.mode_rules(name).name]
 
 
-def study_mode(study_attrs: dict[str, Any]) -> SearchMode:
-    """The mode of a dptune study, from its user attributes."""
-    return mode_for(study_attrs.get("mode"))
+def study_mode(record: StudyRecord) -> SearchMode:
+    """The mode of a dptune study, from its record."""
+    return mode_for(record.mode)

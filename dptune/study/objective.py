@@ -14,7 +14,6 @@ from the pieces here: `run_trial`, `config_or_fail`, `is_planned`, `refuse_surpl
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import traceback
@@ -30,6 +29,7 @@ from dptune.errors import DPTuneError
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.search import SearchSpec
+from dptune.study.format import StudyRecord, TrialRecord, json_safe, write_trial
 from dptune.study.modes import mode_for
 
 TrainFn = Callable[..., Any]
@@ -51,23 +51,6 @@ class TrialFailed(Exception):
 
 
 # ---------------------------------------------------------------------------- clip selection
-def study_clip_epsilon(study_attrs: dict[str, Any]) -> float:
-    """Total pure ε of every clip-norm histogram released on the study's dataset, composed
-    into every trial: the recipe's own release plus what was spent before the search (the
-    spec's `clip_selection_epsilon`; studies made before it was recorded there: the
-    dashboard's `ui_clip_selection`). A histogram once shown stays spent, whichever C is used.
-
-    Charging k releases of ε_1..ε_k as one Laplace release of Σε_i is an upper bound at every
-    RDP order: the RDP of the Laplace mechanism, log(a·e^{(α−1)ε} + b·e^{−αε})/(α−1), is convex
-    in ε and 0 at ε = 0, hence superadditive."""
-    recipe = float(((study_attrs.get("recipe") or {}).get("clip") or {}).get("epsilon") or 0.0)
-    spec = study_attrs.get("search_spec") or {}
-    if spec.get("clip_selection_epsilon"):
-        return recipe + float(spec["clip_selection_epsilon"])
-    ui = study_attrs.get("ui_clip_selection") or {}
-    return recipe + float(ui.get("epsilon_spent") or ui.get("epsilon") or 0.0)
-
-
 def total_with_clip(n_train: int, delta: float, clip_epsilon: float):
     """extra_epsilon for run_trial: (config, steps) -> RDP ε of the run composed with the
     clip selection (None when sigma = 0)."""
@@ -110,13 +93,6 @@ def spent_epsilon(config: DPSGDConfig, n_train: int, delta: float, steps: int) -
     return report.epsilon_rdp, report.rdp_order, report.epsilon_pld
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe: Optuna stores user attrs as JSON, so inf/nan become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _device() -> str:
     try:
         return device_name()
@@ -143,63 +119,57 @@ class TrialRecorder:
         self.trial, self.config, self.n_train, self.delta = trial, config, n_train, delta
         self.history: list[dict[str, Any]] = []
         self.extra_epsilon = extra_epsilon
-        trial.set_user_attr("phase", phase)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("model_spec", model_spec.to_dict())
-        trial.set_user_attr("total_epochs", config.epochs)
-        trial.set_user_attr("epsilon_planned", _finite(planned_epsilon(config, n_train, delta)))
-        trial.set_user_attr("delta", delta)
-        trial.set_user_attr("sampling", config.sampling)
-        trial.set_user_attr("history", [])
-        trial.set_user_attr("epochs_done", 0)
-        trial.set_user_attr("steps_planned", privacy.num_steps(n_train, config.batch_size, config.epochs))
+        write_trial(
+            trial, phase=phase, worker=f"{socket.gethostname()}:{os.getpid()}", config=config.to_dict(),
+            model_spec=model_spec.to_dict(), total_epochs=config.epochs,
+            epsilon_planned=planned_epsilon(config, n_train, delta), delta=delta, sampling=config.sampling,
+            history=[], epochs_done=0, steps_planned=privacy.num_steps(n_train, config.batch_size, config.epochs),
+        )
 
     def epoch(self, metrics: Any) -> None:
-        record = {k: _finite(v) for k, v in metrics.to_dict().items()}
-        self.history.append(record)
-        self.trial.set_user_attr("history", self.history)
-        self.trial.set_user_attr("epochs_done", int(metrics.epoch))
-        self.trial.set_user_attr("steps_done", int(metrics.step))
+        self.history.append({k: json_safe(v) for k, v in metrics.to_dict().items()})
+        write_trial(self.trial, history=self.history, epochs_done=int(metrics.epoch), steps_done=int(metrics.step))
 
     def _spent(self, steps: int) -> None:
         rdp, order, pld = spent_epsilon(self.config, self.n_train, self.delta, steps)
-        self.trial.set_user_attr("epsilon_rdp", _finite(rdp))
-        self.trial.set_user_attr("epsilon_pld", _finite(pld))
-        self.trial.set_user_attr("rdp_order", _finite(order))
         total = rdp if self.extra_epsilon is None else self.extra_epsilon(self.config, steps)
-        self.trial.set_user_attr("epsilon_total", _finite(total))
+        write_trial(self.trial, epsilon_rdp=rdp, epsilon_pld=pld, rdp_order=order, epsilon_total=total)
 
     def finished(self, result: Any) -> None:
-        attrs = {
-            "epsilon_rdp": result.epsilon_rdp,
-            "epsilon_pld": result.epsilon_pld,
-            "rdp_order": result.rdp_order,
-            "val_accuracy": result.val_accuracy,
-            "val_loss": result.val_loss,
-            "seconds_per_step": result.seconds_per_step,
-            "examples_per_second": result.examples_per_second,
-            "train_seconds": result.train_seconds,
-            "device": result.device,
-            "gradient_path": result.gradient_path,
-            "steps_done": result.steps,
-            "stopped_early": result.stopped_early,
-        }
-        if self.config.noise_multiplier == 0:
-            attrs.update(epsilon_rdp=None, epsilon_pld=None, rdp_order=None)
-        for key, value in attrs.items():
-            self.trial.set_user_attr(key, _finite(value))
-        total = attrs["epsilon_rdp"] if self.extra_epsilon is None else self.extra_epsilon(self.config, result.steps)
-        self.trial.set_user_attr("epsilon_total", _finite(total))
+        private = self.config.noise_multiplier != 0
+        write_trial(
+            self.trial,
+            epsilon_rdp=result.epsilon_rdp if private else None,
+            epsilon_pld=result.epsilon_pld if private else None,
+            rdp_order=result.rdp_order if private else None,
+            val_accuracy=result.val_accuracy, val_loss=result.val_loss, seconds_per_step=result.seconds_per_step,
+            examples_per_second=result.examples_per_second, train_seconds=result.train_seconds,
+            device=result.device, gradient_path=result.gradient_path, steps_done=result.steps,
+            stopped_early=result.stopped_early,
+        )
+        rdp = result.epsilon_rdp if private else None
+        total = rdp if self.extra_epsilon is None else self.extra_epsilon(self.config, result.steps)
+        write_trial(self.trial, epsilon_total=total)
+
+    def evaluated(self, evaluate: Callable[[], Any]) -> None:
+        """Record the trained model's fairness and membership-inference reports
+        (dptune.engine.evaluate.TrialEvaluation, from `evaluate()`); they read the validation
+        rows, which ε does not protect. An error there is recorded, not raised: the trial trained."""
+        try:
+            evaluation = evaluate()
+        except Exception as error:  # noqa: BLE001 - a finished trial must not fail on its evaluation
+            write_trial(self.trial, evaluation_error=fail_reason_of(error))
+            return
+        write_trial(self.trial, fairness=evaluation.fairness.to_dict(), membership=evaluation.membership.to_dict(),
+                    evaluation_seconds=evaluation.seconds)
 
     def pruned(self, reason: str) -> None:
-        self.trial.set_user_attr("prune_reason", reason)
+        write_trial(self.trial, prune_reason=reason)
         self._spent(self.history[-1]["step"] if self.history else 0)
         self._last_epoch_summary()
 
     def failed(self, reason: str) -> None:
-        self.trial.set_user_attr("fail_reason", reason)
-        self.trial.set_user_attr("device", _device())
+        write_trial(self.trial, fail_reason=reason, device=_device())
         # the steps after the last recorded epoch are unknown: charge the whole planned run
         self._spent(privacy.num_steps(self.n_train, self.config.batch_size, self.config.epochs))
 
@@ -207,10 +177,11 @@ class TrialRecorder:
         if not self.history:
             return
         last = self.history[-1]
-        for key in ("val_accuracy", "val_loss", "seconds_per_step", "examples_per_second"):
-            self.trial.set_user_attr(key, last.get(key))
-        self.trial.set_user_attr("train_seconds", last.get("elapsed_seconds"))
-        self.trial.set_user_attr("device", _device())
+        write_trial(
+            self.trial, val_accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"),
+            seconds_per_step=last.get("seconds_per_step"), examples_per_second=last.get("examples_per_second"),
+            train_seconds=last.get("elapsed_seconds"), device=_device(),
+        )
 
 
 def run_trial(
@@ -224,18 +195,23 @@ def run_trial(
     prune: bool,
     train_fn: TrainFn | None = None,
     extra_epsilon: Callable[[DPSGDConfig, int], float | None] | None = None,
+    evaluate_fn: Callable[..., Any] | None = None,
 ):
     """Train one config inside a trial, recording as it goes. Returns the TrainResult.
 
     prune: report each epoch's validation accuracy to Optuna and stop when its pruner says so
     (single-objective studies only). Raises optuna.TrialPruned or TrialFailed (recorded).
+    evaluate_fn(model, dataset, delta=...): the finished model's fairness and membership
+    inference (default with the engine's trainer: dptune.engine.evaluate.evaluate_trial; none
+    with another train_fn, whose result need not hold a model).
     """
     if train_fn is None:
         from dptune.engine.dpsgd import train as train_fn
+        from dptune.engine.evaluate import evaluate_trial as evaluate_fn
     try:
         recorder = TrialRecorder(trial, config, model_spec, dataset.n_train, delta, phase, extra_epsilon)
     except DPTuneError as error:  # e.g. a batch larger than the data
-        trial.set_user_attr("fail_reason", str(error))
+        write_trial(trial, fail_reason=str(error))
         raise TrialFailed(str(error)) from error
 
     def on_epoch_end(metrics: Any) -> None:
@@ -258,18 +234,19 @@ def run_trial(
         recorder.failed(reason)
         raise TrialFailed(reason) from error
     recorder.finished(result)
+    if evaluate_fn is not None:
+        recorder.evaluated(lambda: evaluate_fn(result.model, dataset, delta=delta))
     return result
 
 
 def is_planned(trial: optuna.Trial) -> bool:
     """Planned trials were enqueued with a `phase` (a retry copies it); a trial Optuna created
     because the queue ran dry between a worker's look and its ask has none."""
-    return "phase" in trial.user_attrs
+    return TrialRecord.of(trial).is_planned
 
 
 def refuse_surplus(trial: optuna.Trial) -> None:
-    trial.set_user_attr("fail_reason", SURPLUS_REASON)
-    trial.set_user_attr("surplus", True)
+    write_trial(trial, fail_reason=SURPLUS_REASON, surplus=True)
     raise TrialFailed(SURPLUS_REASON)
 
 
@@ -282,8 +259,7 @@ def config_or_fail(trial: optuna.Trial, make: Callable[[], DPSGDConfig]) -> DPSG
         reason = f"no valid configuration: {error}"
     except Exception as error:  # a bug must fail this trial with its reason, not kill the worker
         reason = f"internal error while choosing the configuration: {type(error).__name__}: {error}"
-    trial.set_user_attr("fail_reason", reason)
-    trial.set_user_attr("device", _device())
+    write_trial(trial, fail_reason=reason, device=_device())
     raise TrialFailed(reason)
 
 
@@ -299,8 +275,8 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
     def objective(trial: optuna.Trial):
         if not is_planned(trial):
             refuse_surplus(trial)
-        trial.set_user_attr("sampler", spec.sampler)
-        clip_epsilon = study_clip_epsilon(trial.study.user_attrs)
+        write_trial(trial, sampler=spec.sampler)
+        clip_epsilon = StudyRecord.of(trial.study).clip_epsilon
         config = config_or_fail(trial, lambda: mode.suggest_config(trial, spec, dataset.n_train, delta, clip_epsilon))
         result = run_trial(
             trial, dataset, spec.model, config, delta=delta, phase=SEARCH_PHASE, prune=mode.prunes,

@@ -21,9 +21,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dptune.privacy.run import DPSGDRun, num_steps
 from dptune.privacy.search_cost import search_cost_naive_composition, search_cost_repeat_and_select
-from dptune.spec.search import PER_EXAMPLE, SearchSpec
-from dptune.study.modes import _trials_key, calibrated_noise_multiplier
-from dptune.study.objective import study_clip_epsilon
+from dptune.spec.ranges import PER_EXAMPLE
+from dptune.spec.search import SearchSpec
+from dptune.study.format import StudyRecord, TrialRecord, write_study
+from dptune.study.modes import _trials_key, calibrated_noise_multiplier, mode_for
+from dptune.study.storage import gave_up_trials
 
 FRAME_COLUMNS = [
     "number", "state", "val_accuracy", "epsilon", "epsilon_pld", "l2_norm_clip", "noise_multiplier",
@@ -43,13 +45,13 @@ def _retried_numbers(trials: list[FrozenTrial]) -> dict[int, int]:
     """{number of a failed trial: number of the trial that retried it}."""
     out: dict[int, int] = {}
     for trial in trials:
-        for number in trial.system_attrs.get("retry_history", []):
+        for number in TrialRecord.of(trial).retry_history:
             out.setdefault(number, trial.number)
     return out
 
 
 def is_surplus(trial: FrozenTrial) -> bool:
-    return bool(trial.user_attrs.get("surplus"))
+    return TrialRecord.of(trial).surplus
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -64,12 +66,15 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     ]
 
 
-def fail_reason(trial: FrozenTrial, retried_by: int | None = None) -> str | None:
+def fail_reason(trial: FrozenTrial, retried_by: int | None = None, gave_up: str | None = None) -> str | None:
+    """Why a FAIL trial failed; `gave_up`: why it was not queued again (dptune.study.storage.gave_up_trials)."""
     if trial.state != TrialState.FAIL:
         return None
-    reason = trial.user_attrs.get("fail_reason") or KILLED_REASON
+    reason = TrialRecord.of(trial).fail_reason or KILLED_REASON
     if retried_by is not None:
         reason += f"; retried as trial {retried_by}"
+    if gave_up is not None:
+        reason += f"; {gave_up}"
     return reason
 
 
@@ -81,72 +86,69 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """
     trials = study.get_trials(deepcopy=False)
     retried = _retried_numbers(trials)
+    gave_up = gave_up_trials(study.user_attrs)
     rows = []
     for trial in trials:
-        attrs = trial.user_attrs
-        config = attrs.get("config") or {}
-        history = attrs.get("history") or []
-        epsilon = attrs.get("epsilon_rdp")
+        record = TrialRecord.of(trial)
+        config = record.config or {}
+        history = record.history
+        epsilon = record.epsilon_rdp
         if epsilon is None and trial.state == TrialState.RUNNING and history:
             epsilon = history[-1].get("epsilon")
         rows.append({
             "number": trial.number,
             "state": trial.state.name,
-            "val_accuracy": attrs.get("val_accuracy", history[-1].get("val_accuracy") if history else None),
+            "val_accuracy": record.accuracy,
             "epsilon": epsilon,
-            "epsilon_pld": attrs.get("epsilon_pld"),
+            "epsilon_pld": record.epsilon_pld,
             "l2_norm_clip": config.get("l2_norm_clip"),
             "noise_multiplier": config.get("noise_multiplier"),
             "num_microbatches": config.get("num_microbatches"),
             "learning_rate": config.get("learning_rate"),
             "batch_size": config.get("batch_size"),
             "epochs": config.get("epochs"),
-            "seconds_per_step": attrs.get("seconds_per_step"),
-            "examples_per_second": attrs.get("examples_per_second"),
-            "train_seconds": attrs.get("train_seconds"),
-            "device": attrs.get("device"),
-            "fail_reason": fail_reason(trial, retried.get(trial.number)),
+            "seconds_per_step": record.seconds_per_step,
+            "examples_per_second": record.examples_per_second,
+            "train_seconds": record.train_seconds,
+            "device": record.device,
+            "fail_reason": fail_reason(trial, retried.get(trial.number), gave_up.get(trial.number)),
             "history": history,
-            "epochs_done": attrs.get("epochs_done", len(history)),
-            "phase": attrs.get("phase"),
-            "epsilon_total": attrs.get("epsilon_total", epsilon),
-            "epsilon_planned": attrs.get("epsilon_planned"),
-            "val_loss": attrs.get("val_loss"),
-            "rdp_order": attrs.get("rdp_order"),
-            "delta": attrs.get("delta"),
+            "epochs_done": record.epochs_done if record.epochs_done is not None else len(history),
+            "phase": record.phase,
+            "epsilon_total": record.epsilon_total if record.epsilon_total is not None else epsilon,
+            "epsilon_planned": record.epsilon_planned,
+            "val_loss": record.val_loss,
+            "rdp_order": record.rdp_order,
+            "delta": record.delta,
             "optimizer": config.get("optimizer"),
             "sampling": config.get("sampling"),
             "seed": config.get("seed"),
-            "gradient_path": attrs.get("gradient_path"),
-            "prune_reason": attrs.get("prune_reason"),
-            "retry_of": trial.system_attrs.get("failed_trial"),
+            "gradient_path": record.gradient_path,
+            "prune_reason": record.prune_reason,
+            "retry_of": record.retry_of,
             "values": list(trial.values) if trial.values is not None else None,
             "datetime_start": trial.datetime_start,
             "datetime_complete": trial.datetime_complete,
-            "sampler": attrs.get("sampler"),
-            "worker": attrs.get("worker"),
+            "sampler": record.sampler,
+            "worker": record.worker,
         })
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
-
-
-def _total_epsilon(trial: FrozenTrial) -> float | None:
-    value = trial.user_attrs.get("epsilon_total", trial.user_attrs.get("epsilon_rdp"))
-    return None if value is None else float(value)
 
 
 def best_trial_within(study: optuna.Study, target_epsilon: float | None = None) -> FrozenTrial | None:
     """The COMPLETE trial with the highest validation accuracy whose ε (with the clip-norm
     selection, when there was one) is at most `target_epsilon` (default: the study's).
     Ties go to the smaller ε. None when no trial qualifies."""
-    target = float(study.user_attrs["target_epsilon"] if target_epsilon is None else target_epsilon)
+    target = float(StudyRecord.of(study).target_epsilon if target_epsilon is None else target_epsilon)
     best: FrozenTrial | None = None
+    best_key: tuple[float, float] | None = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        epsilon = _total_epsilon(trial)
-        accuracy = trial.user_attrs.get("val_accuracy")
+        record = TrialRecord.of(trial)
+        epsilon, accuracy = record.epsilon, record.val_accuracy
         if epsilon is None or accuracy is None or epsilon > target * (1 + EPSILON_SLACK):
             continue
-        if best is None or (accuracy, -epsilon) > (best.user_attrs["val_accuracy"], -_total_epsilon(best)):
-            best = trial
+        if best_key is None or (accuracy, -epsilon) > best_key:
+            best, best_key = trial, (accuracy, -epsilon)
     return best
 
 
@@ -162,16 +164,15 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
 def _run_of(trial: FrozenTrial, n_train: int) -> DPSGDRun | None:
     """What a trial spent: completed/pruned -> the steps it ran; failed, killed or still
     running -> its whole planned run (what happened after its last epoch is unknown)."""
-    config = trial.user_attrs.get("config")
-    if not config or is_surplus(trial):
+    record = TrialRecord.of(trial)
+    config = record.config
+    if not config or record.surplus:
         return None
-    planned = int(trial.user_attrs.get("steps_planned")
-                  or num_steps(n_train, config["batch_size"], config["epochs"]))
+    planned = int(record.steps_planned or num_steps(n_train, config["batch_size"], config["epochs"]))
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        steps = int(trial.user_attrs.get("steps_done") or 0)
-        history = trial.user_attrs.get("history") or []
-        if not steps and history:
-            steps = int(history[-1]["step"])
+        steps = int(record.steps_done or 0)
+        if not steps and record.history:
+            steps = int(record.history[-1]["step"])
     else:
         steps = planned
     return DPSGDRun(
@@ -213,9 +214,10 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
     selected_release_epsilon (the smaller bound on releasing the selected trial),
     n_trials_planned, n_trials_charged, n_trials_running, trials_distribution, delta, note.
     """
-    spec = SearchSpec.from_dict(study.user_attrs["search_spec"])
-    n_train = int(study.user_attrs["dataset"]["n_train"])
-    delta = float(study.user_attrs["delta"])
+    study_record = StudyRecord.of(study)
+    spec = SearchSpec.from_dict(study_record.search_spec)
+    n_train = study_record.n_train
+    delta = float(study_record.delta)
     trials = study.get_trials(deepcopy=False)
     retried = _retried_numbers(trials)
     runs, per_trial, running = [], [], 0
@@ -228,13 +230,13 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
         running += trial.state == TrialState.RUNNING
         runs.append(run)
         if trial.state == TrialState.COMPLETE:
-            total = _total_epsilon(trial)
+            total = TrialRecord.of(trial).epsilon
             per_trial.append(math.inf if total is None else total)
-    clip_epsilon = study_clip_epsilon(study.user_attrs)
+    clip_epsilon = study_record.clip_epsilon
     naive = search_cost_naive_composition(runs, delta=delta, clip_epsilon=clip_epsilon).epsilon
     notes = []
     repeat = None
-    if spec.n_trials.random and spec.mode == "budgeted":
+    if spec.n_trials.random and mode_for(spec.mode).bounds_search_cost:
         repeat = search_cost_repeat_and_select(
             _candidate_runs(spec, n_train, delta, clip_epsilon), delta=delta, distribution=spec.n_trials.distribution,
             mean_trials=spec.n_trials.mean, eta=spec.n_trials.shape, clip_epsilon=clip_epsilon,
@@ -263,7 +265,7 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
         "naive_composition_finite": math.isfinite(naive),
         "repeat_and_select_epsilon": _json_epsilon(repeat),
         "selected_release_epsilon": _json_epsilon(selected),
-        "n_trials_planned": study.user_attrs.get("n_trials_planned"),
+        "n_trials_planned": study_record.n_trials_planned,
         "n_trials_charged": len(runs),
         "n_trials_running": running,
         "trials_distribution": spec.n_trials.to_dict(),
@@ -276,6 +278,6 @@ def search_cost(study: optuna.Study) -> dict[str, Any]:
 def update_search_cost(study: optuna.Study) -> dict[str, Any]:
     """Recompute `search_cost` and store it as a study attribute (the UI reads it)."""
     cost = search_cost(study)
-    study.set_user_attr("search_cost", cost)
+    write_study(study, search_cost=cost)
     return cost
 

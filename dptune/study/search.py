@@ -39,6 +39,7 @@ from dptune.errors import ConfigError
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.search import SearchSpec
 from dptune.study.budget import resolve_delta
+from dptune.study.format import DatasetRecord, StudyRecord, TrialRecord, write_study
 from dptune.study.launch import spawn_worker
 from dptune.study.modes import mode_for, study_mode
 from dptune.study.objective import SEARCH_PHASE, TrainFn, make_objective
@@ -74,14 +75,13 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     the spec is stored with that fingerprint pinned. Returns (study, dataset).
     """
     if dataset is None:
-        dataset = resolve_dataset(spec.dataset, spec.workspace)
+        dataset = resolve_dataset(spec.dataset, spec.workspace, save=False)  # saved below, in spec.workspace only
     if dataset.preprocessing_epsilon != 0:
         raise ConfigError(
             f"dataset: {dataset.name!r} was prepared in a way whose privacy cost is not zero "
             f"(ε = {dataset.preprocessing_epsilon:g}: {dataset.preprocessing_note}); prepare it again with this "
             "version of dptune (upload it again), which fits nothing on the rows"
         )
-    dataset.save(spec.workspace)
     workspace = str(Path(spec.workspace).resolve())
     pinned = spec.replace(
         dataset=DatasetRef(
@@ -101,7 +101,9 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
                 f"study_name: a study named {name!r} already exists in {pinned.storage} with a different search "
                 "spec; choose another study_name (or delete the old study)"
             )
+        dataset.save(spec.workspace)
         return study, dataset
+    dataset.save(spec.workspace)  # only once the storage opened: a failed start leaves no dataset behind
     mode = mode_for(pinned.mode)
     k = pinned.n_trials.draw()
     study = optuna.create_study(
@@ -115,22 +117,21 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(mode.objective_names))
-    attrs = {
-        "mode": mode.name,
-        "search_spec": pinned.to_dict(),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_train": dataset.n_train,
-                    "preprocessing": dataset.preprocessing_record()},
-        "workspace": workspace,
-        "target_epsilon": pinned.target_epsilon,
-        "delta": delta,
-        "delta_warning": privacy.delta_warning(delta, dataset.n_train),
-        "n_trials_planned": k,
-        "n_trials_distribution": pinned.n_trials.to_dict(),
-        "epsilon_includes_search_cost": pinned.epsilon_includes_search_cost,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    for key, value in attrs.items():
-        study.set_user_attr(key, value)
+    write_study(
+        study,
+        mode=mode.name,
+        search_spec=pinned.to_dict(),
+        dataset=DatasetRecord(name=dataset.name, fingerprint=dataset.fingerprint, n_train=dataset.n_train,
+                              preprocessing=dataset.preprocessing_record()),
+        workspace=workspace,
+        target_epsilon=pinned.target_epsilon,
+        delta=delta,
+        delta_warning=privacy.delta_warning(delta, dataset.n_train),
+        n_trials_planned=k,
+        n_trials_distribution=pinned.n_trials.to_dict(),
+        epsilon_includes_search_cost=pinned.epsilon_includes_search_cost,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     if not mode.phased:
         enqueue_planned(study, k, phase=SEARCH_PHASE)
     return study, dataset
@@ -152,21 +153,22 @@ def load_study(
     except KeyError:
         names = optuna.get_all_study_names(storage)
         raise ConfigError(f"there is no study {name!r} in this storage; it has: {', '.join(names) or 'none'}") from None
-    if "search_spec" not in summary.user_attrs:
+    record = StudyRecord.of(summary)
+    if not record.is_dptune:
         raise ConfigError(f"study {name!r} was not created by dptune (it has no search_spec attribute)")
-    spec = SearchSpec.from_dict(summary.user_attrs["search_spec"])
+    spec = SearchSpec.from_dict(record.search_spec)
     started = len(summary.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
                                                              TrialState.PRUNED, TrialState.FAIL)))
     study = optuna.load_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(spec, worker_index=worker_index, n_trials=summary.user_attrs.get("n_trials_planned"),
+        sampler=make_sampler(spec, worker_index=worker_index, n_trials=record.n_trials_planned,
                              trials_started=started),
         pruner=spec.pruner.build(),
     )
     dataset = None
     if load_dataset:
-        dataset = Dataset.load(summary.user_attrs["dataset"]["fingerprint"], summary.user_attrs["workspace"])
+        dataset = Dataset.load(record.dataset.fingerprint, record.workspace)
     return study, spec, dataset
 
 
@@ -186,7 +188,7 @@ def run_queued_trials(
     """Take the study's queued trials with its mode's objective (dptune.study.queue.drain_queue);
     poll every `poll_seconds` (default half a heartbeat) while others run. Returns how many
     trials this call ran."""
-    delta = float(study.user_attrs["delta"])
+    delta = float(StudyRecord.of(study).delta)
     make = make_recipe_objective if mode_for(spec.mode).phased else make_objective
     objective = make(spec, dataset, delta=delta, train_fn=train_fn)
     poll = poll_seconds if poll_seconds is not None else max(1.0, spec.heartbeat_seconds / 2)
@@ -219,7 +221,7 @@ def tune(
     share_gpus_between_processes()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, dataset = create_study(spec, dataset=dataset)
-    spec = SearchSpec.from_dict(study.user_attrs["search_spec"])
+    spec = SearchSpec.from_dict(StudyRecord.of(study).search_spec)
     deadline = None if spec.timeout_seconds is None else started + spec.timeout_seconds
     bar = _progress_bar(study, progress)
 
@@ -257,7 +259,7 @@ class _Bar:
 
     def refresh_from(self, study: optuna.Study) -> None:
         done = len(finished_trials(study))
-        self.bar.total = max(self.bar.total, int(study.user_attrs.get("n_trials_planned", 0)), done)
+        self.bar.total = max(self.bar.total, StudyRecord.of(study).n_trials_planned, done)
         self.bar.n = done
         best = _best_accuracy(study)
         if best is not None:
@@ -269,15 +271,13 @@ class _Bar:
 
 
 def _best_accuracy(study: optuna.Study) -> float | None:
-    values = [
-        t.user_attrs.get("val_accuracy") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("val_accuracy") is not None
-    ]
+    records = (TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    values = [record.val_accuracy for record in records if record.val_accuracy is not None]
     return max(values) if values else None
 
 
 def _progress_bar(study: optuna.Study, enabled: bool) -> _Bar | None:
     if not enabled:
         return None
-    description = f"{study.study_name} ({study_mode(study.user_attrs).name})"
-    return _Bar(int(study.user_attrs.get("n_trials_planned", 0)), description)
+    record = StudyRecord.of(study)
+    return _Bar(record.n_trials_planned, f"{study.study_name} ({study_mode(record).name})")

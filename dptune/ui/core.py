@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dptune.errors import DPTuneError
+from dptune.study.format import StudyRecord, TrialRecord
 from dptune.ui import specs
 from dptune.ui.workspace import Workspace
 
@@ -174,7 +175,8 @@ def study_names() -> list[str]:
 
     Reads the studies' attributes only, never their trials."""
     studies = storage().get_all_studies()
-    return [s.study_name for s in sorted(studies, key=lambda s: s._study_id, reverse=True) if "mode" in s.user_attrs]
+    newest_first = sorted(studies, key=lambda s: s._study_id, reverse=True)
+    return [s.study_name for s in newest_first if StudyRecord.from_attrs(s.user_attrs).mode]
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -208,7 +210,7 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class StudySnapshot:
-    """One read of a study: its trials (FrozenTrial, read-only) and their frame."""
+    """One read of a study: its attributes, its trials (FrozenTrial, read-only) and their frame."""
 
     name: str
     user_attrs: dict[str, Any]
@@ -216,6 +218,11 @@ class StudySnapshot:
     frame: pd.DataFrame
     counts: dict[str, int]
     read_at: float
+
+    @property
+    def record(self) -> StudyRecord:
+        """The study's attributes as read (dptune.study.format)."""
+        return StudyRecord.from_attrs(self.user_attrs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -262,10 +269,8 @@ def snapshot(name: str) -> StudySnapshot:
     study = load_study(name)
     trials = tuple(study.get_trials(deepcopy=False))
     attrs = dict(study.user_attrs)
-    unfinished = tuple(
-        (t.number, t.state.name, len(t.user_attrs.get("history") or []), bool(t.user_attrs.get("config")))
-        for t in trials if not t.state.is_finished()
-    )
+    records = ((t, TrialRecord.of(t)) for t in trials if not t.state.is_finished())
+    unfinished = tuple((t.number, t.state.name, len(r.history), r.config is not None) for t, r in records)
     finished = sum(1 for t in trials if t.state.is_finished())
     version = (len(trials), finished, unfinished, hash(json.dumps(attrs, sort_keys=True, default=str)))
     return _snapshot(name, workspace().storage_url, version, study, trials, attrs)

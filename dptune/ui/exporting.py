@@ -8,7 +8,6 @@ from typing import Any
 
 from dptune.privacy.statement import format_epsilon
 from dptune.ui import core
-from dptune.ui.workspace import safe_filename
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,8 @@ def export_yaml(snapshot: core.StudySnapshot, number: int) -> Export:
     # The workers keep the study's `search_cost` current after every trial; recomputing it
     # here would compose every trial again (minutes with hundreds of trials).
     run_config = run_config_from_trial(study, trial, storage_url=ws.storage_url,
-                                       cost=snapshot.user_attrs.get("search_cost"))
-    file_name = f"{safe_filename(snapshot.name, default='study')}-trial{number}.yaml"
-    path = run_config.dump(ws.root / "exports" / file_name)
+                                       cost=snapshot.record.search_cost)
+    path = run_config.dump(ws.export_path(snapshot.name, number))
     text = path.read_text(encoding="utf-8")
     valid, error = True, None
     try:
@@ -58,9 +56,9 @@ def export_yaml(snapshot: core.StudySnapshot, number: int) -> Export:
     cost = (run_config.search or {}).get("tuning_cost") or {}
     return Export(
         text=text,
-        file_name=file_name,
+        file_name=path.name,
         path=str(path),
-        command=f"dptune train --config {shlex.quote(file_name)}",
+        command=f"dptune train --config {shlex.quote(path.name)}",
         valid=valid,
         error=error,
         val_accuracy=(run_config.metrics or {}).get("val_accuracy"),

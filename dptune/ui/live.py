@@ -18,6 +18,7 @@ import streamlit as st
 
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
+from dptune.study.format import TrialRecord
 from dptune.study.modes import study_mode
 from dptune.ui import core, searching
 from dptune.ui.workers import live_workers
@@ -49,13 +50,13 @@ def study_is_active(name: str) -> bool:
 
 def _reason(row: pd.Series, trial: Any) -> str:
     state = plots.normalize_state(row["state"])
-    attrs = trial.user_attrs if trial is not None else {}
+    record = TrialRecord.of(trial) if trial is not None else TrialRecord()
     if state == "FAIL":
-        return str(row.get("fail_reason") or attrs.get("fail_reason") or "failed (no reason recorded; see the worker log)")
+        return str(row.get("fail_reason") or record.fail_reason or "failed (no reason recorded; see the worker log)")
     if state == "PRUNED":
-        return str(attrs.get("prune_reason") or "pruned: its validation accuracy was below what the pruner keeps")
+        return str(record.prune_reason or "pruned: its validation accuracy was below what the pruner keeps")
     if state == "COMPLETE":
-        return "stopped early" if attrs.get("stopped_early") else ""
+        return "stopped early" if record.stopped_early else ""
     return ""
 
 
@@ -146,16 +147,16 @@ def recipe_panel(recipe: dict[str, Any] | None) -> None:
 
 def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -> None:
     """One running trial: a progress bar over its epochs and its accuracy and ε curves."""
-    attrs = trial.user_attrs
-    history = list(attrs.get("history") or [])
-    total = float(attrs.get("total_epochs") or (attrs.get("config") or {}).get("epochs") or 0)
+    record = TrialRecord.of(trial)
+    history = list(record.history)
+    config = record.config or {}
+    total = float(record.total_epochs or config.get("epochs") or 0)
     done = len(history)
     fraction = min(1.0, done / total) if total else 0.0
-    config = attrs.get("config") or {}
     last = history[-1] if history else {}
     text = (
         f"trial {trial.number} · epoch {done}/{_fmt(total, '{:g}')} · val acc {_fmt(last.get('val_accuracy'))} · "
-        f"ε so far {format_epsilon(last.get('epsilon'))} of {format_epsilon(attrs.get('epsilon_planned'))} planned · "
+        f"ε so far {format_epsilon(last.get('epsilon'))} of {format_epsilon(record.epsilon_planned)} planned · "
         f"C={_fmt(config.get('l2_norm_clip'), '{:.3g}')} σ={_fmt(config.get('noise_multiplier'), '{:.3g}')} "
         f"m={config.get('num_microbatches', '–')} B={config.get('batch_size', '–')}"
     )
@@ -164,7 +165,7 @@ def running_trial(trial: Any, *, target_epsilon: float | None, chart_key: str) -
     st.progress(fraction, text=text)
     if history:
         figure = plots.trial_progress_figure(
-            history, total_epochs=total, epsilon_planned=attrs.get("epsilon_planned"), target_epsilon=target_epsilon
+            history, total_epochs=total, epsilon_planned=record.epsilon_planned, target_epsilon=target_epsilon
         )
         st.plotly_chart(figure, key=chart_key, config={"displayModeBar": False})
 
@@ -186,7 +187,7 @@ def live_view(snapshot: core.StudySnapshot) -> LiveView:
     trials = tuple(snapshot.trials)
     counts = core.counts_of(trials)
     running = tuple(t for t in trials if t.state.name == "RUNNING")
-    planned = int(snapshot.user_attrs.get("n_trials_planned") or 0)
+    planned = snapshot.record.n_trials_planned
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0)
     total = max(planned, finished + len(running) + counts.get("WAITING", 0), 1)
     return LiveView(counts=counts, running=running, finished=finished, total=total)
@@ -218,9 +219,9 @@ def live_monitor(name: str, *, key: str = "live", show_table: bool = True) -> No
             view = live_view(snapshot)
             workers = live_workers(core.workspace(), name)
             _summary(view, workers)
-            if study_mode(snapshot.user_attrs).phased:  # the recipe: show its steps
-                recipe_panel(snapshot.user_attrs.get("recipe"))
-            target = snapshot.user_attrs.get("target_epsilon")
+            if study_mode(snapshot.record).phased:  # the recipe: show its steps
+                recipe_panel(snapshot.record.recipe)
+            target = snapshot.record.target_epsilon
             running = view.running
             for trial in running:
                 running_trial(trial, target_epsilon=target, chart_key=f"{key}-trial-{trial.number}")

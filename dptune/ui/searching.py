@@ -14,6 +14,7 @@ import yaml
 
 from dptune.errors import ConfigError
 from dptune.study.budget import check_budget
+from dptune.study.format import StudyRecord, write_study
 from dptune.study.launch import tune_command
 from dptune.study.modes import mode_for, study_mode
 from dptune.ui import core, specs
@@ -43,7 +44,7 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     study, _ = create_study(spec, dataset=dataset)
     if clip and not mode.chooses_clip_norm and clip.get("method") == "private" and clip.get("selection") \
             and clip.get("l2_norm_clip"):
-        study.set_user_attr("ui_clip_selection", {
+        write_study(study, ui_clip_selection={
             "source": "private", "epsilon": float(clip["selection"]["epsilon"]),
             "quantile": clip.get("quantile"), "l2_norm_clip": float(clip["l2_norm_clip"]), "use": clip.get("use"),
         })
@@ -52,8 +53,8 @@ def start_search(spec: Any, dataset: Any, *, n_workers: int, clip: dict[str, Any
     except Exception:  # noqa: BLE001 - the cost is refreshed by the workers anyway
         pass
     if mode.phased:  # baseline + noise search + verify: what the Search page showed before Start
-        study.set_user_attr("n_trials_planned", recipe_plan(spec)["runs"])
-    planned = int(study.user_attrs.get("n_trials_planned") or 1)
+        write_study(study, n_trials_planned=recipe_plan(spec)["runs"])
+    planned = StudyRecord.of(study).n_trials_planned or 1
     storage = spec.resolved_storage if spec.storage is None else spec.storage
     if mode.phased:
         # the recipe's phases depend on each other: one `dptune tune` process drives them
@@ -73,7 +74,7 @@ def recipe_driver_command(study: Any) -> list[str]:
     directory = core.workspace().worker_dir(study.study_name)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "search.yaml"
-    path.write_text(yaml.safe_dump(study.user_attrs["search_spec"], sort_keys=False))
+    path.write_text(yaml.safe_dump(StudyRecord.of(study).search_spec, sort_keys=False))
     return tune_command(path)
 
 
@@ -83,7 +84,7 @@ def resume(name: str, *, n_workers: int) -> int:
     study = core.load_study(name)
     counts = core.state_counts(study)
     waiting = counts.get("WAITING", 0)
-    phased = study_mode(study.user_attrs).phased
+    phased = study_mode(StudyRecord.of(study)).phased
     if not waiting and not phased:
         raise ConfigError(f"study {name!r} has no queued trial left; start a new search instead")
     if phased:
@@ -109,8 +110,7 @@ def reap_stale(name: str) -> int:
     from dptune.study.storage import open_storage
 
     study = core.load_study(name)
-    spec = study.user_attrs.get("search_spec") or {}
-    heartbeat = int(spec.get("heartbeat_seconds") or 10)
+    heartbeat = int(StudyRecord.of(study).search_spec.get("heartbeat_seconds") or 10)
     before = core.state_counts(study).get("FAIL", 0)
     storage = open_storage(core.workspace().storage_url, heartbeat_seconds=heartbeat)
     fail_stale(optuna.load_study(study_name=name, storage=storage))
@@ -149,7 +149,7 @@ def study_status(name: str) -> dict[str, Any]:
     study = core.load_study(name)
     counts = core.state_counts(study)
     workers = live_workers(core.workspace(), name)
-    return {"counts": counts, "workers": workers, "attrs": study.user_attrs}
+    return {"counts": counts, "workers": workers, "record": StudyRecord.of(study)}
 
 
 def recipe_plan(spec: Any) -> dict[str, Any]:

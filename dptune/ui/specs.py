@@ -14,22 +14,17 @@ import re
 from typing import Any
 
 from dptune.errors import ConfigError
+from dptune.spec import modes as spec_modes
 from dptune.spec.config import OPTIMIZERS, ModelSpec
-from dptune.spec.search import DEFAULT_LEARNING_RATES, MAX_TRIAL_EPSILON_FACTOR
+from dptune.spec.ranges import DEFAULT_LEARNING_RATES, PER_EXAMPLE
+from dptune.spec.search import SearchSpec
 
-PER_EXAMPLE = "per_example"
-MODES = {
-    "budgeted": "Budgeted: σ is calibrated so every trial spends exactly the target ε; "
-    "search C, m, learning rate, batch size and epochs for accuracy.",
-    "pareto": "Pareto: search σ too, with three objectives (accuracy up, ε down, time down); "
-    "pick a point of the trade-off afterwards.",
-    "recipe": "Recipe (TF Privacy's guide, automated): C from the gradient-norm profile, the largest "
-    "σ that keeps accuracy with m = 1, then σ and m scaled together to meet the target ε.",
-}
+#: the Search page's mode choices (dptune.spec.modes.MODES, the default first) and their captions
+MODES = {name: rules.summary for name, rules in spec_modes.MODES.items()}
 MICROBATCH_CHOICES = (1, 4, 8, 16, 32, 64, PER_EXAMPLE)
 #: the optimizer choices of the Search page (DPSGDConfig.optimizer; momentum is used by
 #: "momentum" only) and the learning-rate range to offer for each (the spec's defaults,
-#: dptune.spec.search.DEFAULT_LEARNING_RATES).
+#: dptune.spec.ranges.DEFAULT_LEARNING_RATES).
 OPTIMIZER_LABELS = {
     "sgd": "SGD",
     "momentum": "SGD with momentum",
@@ -51,7 +46,7 @@ DEFAULT_STATE: dict[str, Any] = {
         "dataset": None,  # fingerprint the selection was made on
     },
     "search": {
-        "mode": "budgeted",
+        "mode": spec_modes.BUDGETED.name,
         "target_epsilon": 3.0,
         "delta": None,
         "n_trials": 12,
@@ -63,9 +58,9 @@ DEFAULT_STATE: dict[str, Any] = {
         "batch_size": [32, 256],
         "epochs": [1, 5],
         "num_microbatches": [8, 32, PER_EXAMPLE],
-        "noise_multiplier": [0.5, 5.0],  # pareto mode
+        "noise_multiplier": list(spec_modes.PARETO.noise_range),  # pareto mode
         "max_trial_epsilon": None,  # pareto mode: no trial spends more; None = MAX_TRIAL_EPSILON_FACTOR x target
-        "recipe_noise_multiplier": [0.001, 1.0],  # recipe mode, at m = 1 (the effective noise is σ·C)
+        "recipe_noise_multiplier": list(spec_modes.RECIPE.noise_range),  # recipe mode, at m = 1 (noise σ·C)
         "sampler": "tpe",
         "pruner": "median",
         "seed": 0,
@@ -75,7 +70,7 @@ DEFAULT_STATE: dict[str, Any] = {
 }
 
 QUICK_START_SEARCH: dict[str, Any] = {
-    "mode": "budgeted",
+    "mode": spec_modes.BUDGETED.name,
     "target_epsilon": 3.0,
     "delta": None,
     "n_trials": 3,
@@ -164,9 +159,7 @@ def search_spec_dict(
 ) -> dict[str, Any]:
     """The SearchSpec mapping (the keys of the search YAML) for the current page choices."""
     search = state["search"]
-    mode = search["mode"]
-    if mode not in MODES:
-        raise ConfigError(f"search mode must be one of {', '.join(MODES)}, got {mode!r}")
+    rules = spec_modes.mode_rules(search["mode"])
     choices = list(search.get("num_microbatches") or [])
     if not choices:
         raise ConfigError("choose at least one number of microbatches (m), e.g. per_example")
@@ -177,12 +170,11 @@ def search_spec_dict(
         "epochs": _pair(search["epochs"], "epochs range", integer=True),
         "num_microbatches": choices,
     }
-    if mode == "pareto":
-        ranges["noise_multiplier"] = _pair(search["noise_multiplier"], "σ range")
-    if mode == "recipe":
-        ranges["noise_multiplier"] = _pair(search.get("recipe_noise_multiplier") or [0.001, 1.0], "σ range")
-    if mode == "recipe":
-        ranges["num_microbatches"] = [1]
+    if rules.searches_noise:  # the recipe's σ range (at m = 1) is a state key of its own
+        key = "recipe_noise_multiplier" if rules.runs_recipe else "noise_multiplier"
+        ranges["noise_multiplier"] = _pair(search.get(key) or rules.noise_range, "σ range")
+    if rules.microbatches is not None:
+        ranges["num_microbatches"] = list(rules.microbatches)
     optimizer = search.get("optimizer") or "sgd"
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -192,11 +184,9 @@ def search_spec_dict(
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum:g}")
         fixed["momentum"] = momentum
-    pruner = search.get("pruner", "median")
-    if mode != "budgeted":
-        pruner = "none"
+    pruner = search.get("pruner", "median") if rules.prune_by_default else "none"
     values: dict[str, Any] = {
-        "mode": mode,
+        "mode": rules.name,
         "dataset": dataset_ref,
         "model": model_spec.to_dict(),
         "target_epsilon": float(search["target_epsilon"]),
@@ -213,10 +203,11 @@ def search_spec_dict(
         # every histogram released on this dataset stays spent, whichever C the search uses
         "clip_selection_epsilon": spent_on(state["clip"], str(dataset_ref.get("fingerprint")))["epsilon"],
     }
-    if mode == "pareto":  # written out, so the search YAML shows the cap the trials run under
-        cap = search.get("max_trial_epsilon")
-        values["max_trial_epsilon"] = float(cap) if cap else MAX_TRIAL_EPSILON_FACTOR * float(search["target_epsilon"])
-    if mode == "recipe":
+    # written out, so the search YAML shows the cap the trials run under
+    cap = rules.trial_epsilon_cap(float(search["target_epsilon"]), search.get("max_trial_epsilon") or None)
+    if cap is not None:
+        values["max_trial_epsilon"] = cap
+    if rules.runs_recipe:
         clip = state["clip"]
         recipe: dict[str, Any] = {
             "batch_size": int(search["batch_size"][1]),
@@ -230,10 +221,8 @@ def search_spec_dict(
     return values
 
 
-def search_spec_from_state(state: dict[str, Any], **kwargs: Any):
+def search_spec_from_state(state: dict[str, Any], **kwargs: Any) -> SearchSpec:
     """A validated `SearchSpec` (ConfigError naming the key when a choice is invalid)."""
-    from dptune.spec.search import SearchSpec
-
     values = search_spec_dict(state, **kwargs)
     try:
         return SearchSpec.from_dict(values)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
+from dptune.study.format import TrialRecord
 from dptune.ui import core
 
 
@@ -62,19 +63,19 @@ def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> Non
     if trial is None:
         st.warning(f"Trial {number} is not in this study.")
         return
-    attrs = trial.user_attrs
-    config = attrs.get("config") or {}
+    record = TrialRecord.of(trial)
+    config = record.config or {}
     state = trial.state.name
-    st.markdown(f"#### Trial {number} — {state.lower()}" + (f" ({attrs.get('phase')})" if attrs.get("phase") else ""))
+    st.markdown(f"#### Trial {number} — {state.lower()}" + (f" ({record.phase})" if record.phase else ""))
     if state == "FAIL":
-        st.error(attrs.get("fail_reason") or "failed without a recorded reason (its worker was killed or lost)")
+        st.error(record.fail_reason or "failed without a recorded reason (its worker was killed or lost)")
     elif state == "PRUNED":
-        st.warning(attrs.get("prune_reason") or "pruned: its accuracy was below what the pruner keeps")
+        st.warning(record.prune_reason or "pruned: its accuracy was below what the pruner keeps")
     cols = st.columns(3)
-    cols[0].metric("val accuracy", _fmt(attrs.get("val_accuracy")))
-    cols[1].metric("ε (RDP, this run)", format_epsilon(attrs.get("epsilon_rdp")),
-                   help=f"RDP accountant at δ = {_fmt(attrs.get('delta'), '{:.2g}')}, order {attrs.get('rdp_order')}")
-    cols[2].metric("ε (PLD, this run)", format_epsilon(attrs.get("epsilon_pld")))
+    cols[0].metric("val accuracy", _fmt(record.val_accuracy))
+    cols[1].metric("ε (RDP, this run)", format_epsilon(record.epsilon_rdp),
+                   help=f"RDP accountant at δ = {_fmt(record.delta, '{:.2g}')}, order {record.rdp_order}")
+    cols[2].metric("ε (PLD, this run)", format_epsilon(record.epsilon_pld))
     hyper = {
         "C (l2_norm_clip)": _fmt(config.get("l2_norm_clip")),
         "σ (noise_multiplier)": _fmt(config.get("noise_multiplier")),
@@ -88,20 +89,19 @@ def trial_details(snapshot: core.StudySnapshot, number: int, *, key: str) -> Non
             (config.get("noise_multiplier") or 0) * (config.get("l2_norm_clip") or 0)
             / max(1, config.get("num_microbatches") or 1)
         ),
-        "δ": _fmt(attrs.get("delta"), "{:.3g}"),
-        "ε incl. releases before training": format_epsilon(attrs.get("epsilon_total")),
-        "train seconds": _fmt(attrs.get("train_seconds"), "{:.2f}"),
-        "examples / s": _fmt(attrs.get("examples_per_second"), "{:,.0f}"),
-        "device": attrs.get("device", "–"),
-        "gradient path": attrs.get("gradient_path", "–"),
+        "δ": _fmt(record.delta, "{:.3g}"),
+        "ε incl. releases before training": format_epsilon(record.epsilon_total),
+        "train seconds": _fmt(record.train_seconds, "{:.2f}"),
+        "examples / s": _fmt(record.examples_per_second, "{:,.0f}"),
+        "device": record.device or "–",
+        "gradient path": record.gradient_path or "–",
     }
     st.dataframe(pd.DataFrame({"value": hyper}), key=f"{key}-hyper")
-    history = attrs.get("history") or []
-    if history:
+    if record.history:
         st.plotly_chart(
-            plots.trial_progress_figure(history, total_epochs=attrs.get("total_epochs"),
-                                        epsilon_planned=attrs.get("epsilon_planned"),
-                                        target_epsilon=snapshot.user_attrs.get("target_epsilon")),
+            plots.trial_progress_figure(record.history, total_epochs=record.total_epochs,
+                                        epsilon_planned=record.epsilon_planned,
+                                        target_epsilon=snapshot.record.target_epsilon),
             key=f"{key}-curves", config={"displayModeBar": False},
         )
 
@@ -119,7 +119,7 @@ def budgeted_epsilon_caption(done: pd.DataFrame, target: Any) -> str:
 
 def search_cost_caption(snapshot: core.StudySnapshot) -> str:
     """What the whole search spent, beside the per-trial ε (from the study's `search_cost`)."""
-    cost = snapshot.user_attrs.get("search_cost") or {}
+    cost = snapshot.record.search_cost or {}
     if not cost:
         return "ε including the search: not computed yet (it appears once a trial finishes)."
     release = cost.get("selected_release_epsilon")
@@ -144,13 +144,14 @@ def accountant_curves(snapshot: core.StudySnapshot, numbers: list[int]) -> dict[
     """{trial: the accountant's ε after every few steps of its planned run} (RDP, study's δ)."""
     from dptune.errors import DPTuneError
 
-    n = int((snapshot.user_attrs.get("dataset") or {}).get("n_train") or 0)
-    by_number = {t.number: t for t in snapshot.trials}
+    study = snapshot.record
+    n = study.n_train
+    by_number = {t.number: TrialRecord.of(t) for t in snapshot.trials}
     curves = {}
     for number in numbers:
-        trial = by_number.get(number)
-        config = (trial.user_attrs.get("config") if trial is not None else None) or {}
-        delta = (trial.user_attrs.get("delta") if trial is not None else None) or snapshot.user_attrs.get("delta")
+        record = by_number.get(number, TrialRecord())
+        config = record.config or {}
+        delta = record.delta or study.delta
         if not n or not config or not delta or not config.get("noise_multiplier"):
             continue
         try:

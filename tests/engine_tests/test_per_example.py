@@ -52,7 +52,7 @@ def test_layerwise_norms_sums_and_gradients_match_autodiff(name):
     model = MODELS[name]()
     assert supports_layerwise(model)
     if name.startswith("ghost"):
-        from dptune.engine.per_example import _use_ghost_norms
+        from dptune.engine.layer_taps import _use_ghost_norms
 
         first = model.layers[0]
         positions = int(np.prod(first.compute_output_shape((1, 12, 11, first.input.shape[-1]))[1:3]))

@@ -18,7 +18,7 @@ from dptune.privacy.search_cost import (
     search_event,
     with_clip_selection,
 )
-from dptune.spec.search import tnb_gamma, tnb_mean
+from dptune.spec.trial_count import tnb_gamma, tnb_mean
 
 N, B, EPOCHS = 1438, 64, 2
 DELTA = privacy.default_delta(N)
@@ -142,7 +142,7 @@ def test_calibrate_noise_solves_any_event_and_says_when_it_cannot():
 
 @pytest.mark.parametrize("gamma, shape", [(0.05, 0.5), (0.1, 1.0), (0.3, 2.5)])
 def test_the_truncated_negative_binomial_mean_is_dp_accountings(gamma, shape):
-    """dptune.spec.search owns E[K] (it draws K); dp_accounting derives the same from (E[K], η)."""
+    """dptune.spec.trial_count owns E[K] (it draws K); dp_accounting derives the same from (E[K], η)."""
     mean = tnb_mean(gamma, shape)
     assert mean == pytest.approx(rdp_privacy_accountant._truncated_negative_binomial_mean(gamma, shape), rel=1e-12)
     assert tnb_gamma(mean, shape) == pytest.approx(gamma, rel=1e-9)

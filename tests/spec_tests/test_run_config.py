@@ -13,7 +13,8 @@ from dptune.errors import ConfigError, DataError
 from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.run import load_run_config, package_versions
-from dptune.spec.search import SearchSpec, TrialCount, load_search_spec, tnb_mean
+from dptune.spec.search import SearchSpec, load_search_spec
+from dptune.spec.trial_count import TrialCount, tnb_mean
 
 FINGERPRINT = "a" * 64
 

@@ -11,8 +11,9 @@ from search_helpers import TINY_MLP, fake_trainer, tiny_dataset
 
 from dptune import privacy
 from dptune.errors import ConfigError
-from dptune.spec import search as search_spec
+from dptune.spec import modes as spec_modes
 from dptune.spec.search import SearchSpec
+from dptune.study.format import StudyRecord
 from dptune.study.modes import BUDGETED, MODES, PARETO, RECIPE, NoisePolicy, mode_for, study_mode
 from dptune.study.search import create_study, tune
 
@@ -29,13 +30,13 @@ def spec_for(tmp_path, mode: str, **values) -> SearchSpec:
 
 
 def test_the_registry_has_exactly_the_modes_the_yaml_accepts():
-    assert set(MODES) == set(search_spec.MODES)
-    assert [mode_for(name).name for name in search_spec.MODES] == list(search_spec.MODES)
-    assert mode_for("pareto") is PARETO and study_mode({"mode": "recipe"}) is RECIPE
-    with pytest.raises(ConfigError, match=r"mode must be one of recipe, budgeted, pareto, got 'grid'"):
+    assert list(MODES) == list(spec_modes.MODES)
+    assert [mode_for(name).rules for name in spec_modes.MODES] == list(spec_modes.MODES.values())
+    assert mode_for("pareto") is PARETO and study_mode(StudyRecord.from_attrs({"mode": "recipe"})) is RECIPE
+    with pytest.raises(ConfigError, match=r"mode must be one of budgeted, pareto, recipe, got 'grid'"):
         mode_for("grid")
     with pytest.raises(ConfigError, match="got None"):
-        study_mode({})
+        study_mode(StudyRecord.from_attrs({}))
 
 
 def test_each_mode_states_its_policies():
@@ -51,7 +52,7 @@ def test_each_mode_states_its_policies():
 def test_a_study_stores_the_modes_string_directions_and_metric_names(tmp_path, mode):
     """The study format is unchanged: `mode` is the string an existing studies.db holds."""
     study, _ = create_study(spec_for(tmp_path, mode), dataset=tiny_dataset())
-    assert study.user_attrs["mode"] == mode and study_mode(study.user_attrs) is mode_for(mode)
+    assert study.user_attrs["mode"] == mode and study_mode(StudyRecord.of(study)) is mode_for(mode)
     names = {"maximize": optuna.study.StudyDirection.MAXIMIZE, "minimize": optuna.study.StudyDirection.MINIMIZE}
     assert study.directions == [names[d] for d in mode_for(mode).directions]
     assert study.metric_names == list(mode_for(mode).objective_names)

@@ -61,7 +61,7 @@ def test_budgeted_search_on_digits(tmp_path, capsys):
 def test_budgeted_search_within_a_budget_that_includes_the_search(tmp_path, capsys, monkeypatch):
     """A random number of trials (truncated negative binomial) and epsilon_includes_search_cost:
     every trial gets more noise, so that releasing the selected trial costs at most the target."""
-    from dptune.spec.search import TrialCount
+    from dptune.spec.trial_count import TrialCount
 
     monkeypatch.setattr(TrialCount, "draw", lambda self, rng=None: 2)  # the draw itself is tested elsewhere
     out = end_to_end(tmp_path, capsys, {

@@ -14,7 +14,8 @@ from search_helpers import TINY_MLP, fake_trainer, tiny_dataset
 
 from dptune.errors import ConfigError
 from dptune.spec.search import SearchSpec
-from dptune.study.objective import SURPLUS_REASON, study_clip_epsilon
+from dptune.study.format import StudyRecord
+from dptune.study.objective import SURPLUS_REASON
 from dptune.study.results import (
     FRAME_COLUMNS,
     KILLED_REASON,
@@ -182,11 +183,11 @@ def test_clip_releases_stay_spent_in_recipe_mode_and_after_a_typed_c():
     release (the recipe's alone was charged before issue 8), and whichever C the search uses."""
     recipe_after_releases = {"recipe": {"clip": {"source": "private", "epsilon": 0.1}},
                              "search_spec": {"mode": "recipe", "clip_selection_epsilon": 0.2}}
-    assert study_clip_epsilon(recipe_after_releases) == pytest.approx(0.3)
+    assert StudyRecord.from_attrs(recipe_after_releases).clip_epsilon == pytest.approx(0.3)
     typed_after_release = {"recipe": {"clip": {"source": "fixed", "epsilon": 0.0}},
                            "search_spec": {"mode": "recipe", "clip_selection_epsilon": 0.1}}
-    assert study_clip_epsilon(typed_after_release) == pytest.approx(0.1)
-    assert study_clip_epsilon({"search_spec": {"mode": "budgeted"}}) == 0.0
+    assert StudyRecord.from_attrs(typed_after_release).clip_epsilon == pytest.approx(0.1)
+    assert StudyRecord.from_attrs({"search_spec": {"mode": "budgeted"}}).clip_epsilon == 0.0
 
 
 def test_a_config_that_crashes_fails_its_trial_with_the_reason(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from dptune.report.plots._common import (
     highlighted_trials,
     message_figure,
     normalize_state,
+    pareto_mask,
     plots_colorway,
 )
 from dptune.report.plots._curves import accuracy_curves_figure, epsilon_curves_figure, trial_progress_figure
@@ -35,6 +36,6 @@ from dptune.report.plots._parameters import (
     param_importances_figure,
     speed_vs_microbatches_figure,
 )
-from dptune.report.plots._pareto import pareto_front_figure, pareto_mask
+from dptune.report.plots._pareto import pareto_front_figure
 
 __all__ = ["EPSILON_LOG_SPAN", "EPSILON_PER_TRIAL", "MAX_HIGHLIGHTED_CURVES", "PARAMETER_LABELS", "accuracy_curves_figure", "accuracy_vs_time_figure", "best_within_budget", "class_balance_figure", "clip_histogram_figure", "epsilon_axis_type", "epsilon_curves_figure", "epsilon_with_search_caption", "finished_trials", "gradient_norm_histogram", "highlighted_trials", "message_figure", "normalize_state", "parallel_coordinates_figure", "param_importances_figure", "pareto_front_figure", "pareto_mask", "plots_colorway", "speed_vs_microbatches_figure", "trial_progress_figure"]

@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dptune.report.plots._common import _hover_text, _numeric, epsilon_axis_type, finished_trials, message_figure
-from dptune.report.plots._pareto import pareto_mask
+from dptune.report.plots._common import (
+    _hover_text,
+    _numeric,
+    _trade_off_figure,
+    _trade_off_layout,
+    epsilon_axis_type,
+    finished_trials,
+    message_figure,
+)
 
 
 def accuracy_vs_time_figure(frame: pd.DataFrame, *, selected: int | None = None, height: int = 430) -> go.Figure:
@@ -43,62 +50,19 @@ def accuracy_vs_time_figure(frame: pd.DataFrame, *, selected: int | None = None,
     if len(ticks) > 8:
         ticks = [int(v) for v in 2 ** np.unique(np.round(np.log2(ticks)))]
     per_example = np.isfinite(m) & np.isfinite(batch) & (m == batch)
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=seconds,
-            y=accuracy,
-            mode="markers",
-            name="trials",
-            customdata=numbers,
-            hovertext=[_hover_text(row) + f"<br>train time = {float(row['train_seconds']):.3g} s"
-                       for row in done.to_dict("records")],
-            hoverinfo="text",
-            marker={
-                "size": 11,
-                "color": colour,
-                "colorscale": "Viridis",
-                "showscale": has_m,
-                "colorbar": {"title": {"text": "m (microbatches)"}, "tickvals": np.log2(ticks).tolist(),
-                             "ticktext": [str(t) for t in ticks]} if has_m else None,
-                "symbol": np.where(per_example, "diamond", "circle").tolist(),
-                "line": {"width": 0.5, "color": "#333"},
-            },
-        )
-    )
-    front = pareto_mask(seconds, accuracy)
-    if front.any():
-        order = np.argsort(seconds[front])
-        figure.add_trace(
-            go.Scatter(
-                x=seconds[front][order],
-                y=accuracy[front][order],
-                mode="lines",
-                line={"shape": "hv", "color": "#c62828", "width": 2},
-                name="most accurate for the time",
-                hoverinfo="skip",
-            )
-        )
-    if selected is not None and selected in set(numbers.tolist()):
-        index = int(np.flatnonzero(numbers == selected)[0])
-        figure.add_trace(
-            go.Scatter(
-                x=[seconds[index]],
-                y=[accuracy[index]],
-                mode="markers",
-                name=f"trial {selected}",
-                marker={"size": 20, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d81b60"}},
-                hoverinfo="skip",
-            )
-        )
+    hover = [_hover_text(row) + f"<br>train time = {float(row['train_seconds']):.3g} s"
+             for row in done.to_dict("records")]
+    figure = _trade_off_figure(seconds, accuracy, numbers, hover, selected=selected,
+                               front_name="most accurate for the time", marker={
+                                   "size": 11,
+                                   "color": colour,
+                                   "showscale": has_m,
+                                   "colorbar": {"title": {"text": "m (microbatches)"},
+                                                "tickvals": np.log2(ticks).tolist(),
+                                                "ticktext": [str(t) for t in ticks]} if has_m else None,
+                                   "symbol": np.where(per_example, "diamond", "circle").tolist(),
+                               })
     axis_type = epsilon_axis_type(seconds)  # the same "spans more than 30x" rule as the ε axes
-    figure.update_layout(
-        height=height,
-        xaxis_title="training time per trial (s)" + (", log scale" if axis_type == "log" else ""),
-        xaxis_type=axis_type,
-        yaxis_title="validation accuracy",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        clickmode="event+select",
-    )
+    _trade_off_layout(figure, height=height, xaxis_type=axis_type,
+                      xaxis_title="training time per trial (s)" + (", log scale" if axis_type == "log" else ""))
     return figure

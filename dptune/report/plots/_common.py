@@ -1,9 +1,10 @@
-"""What every figure shares: ε captions, frame helpers, the best trial within a budget."""
+"""What every figure shares: ε captions, frame helpers, the best trial within a budget, the
+Pareto front and the trade-off scatters' front line, selection ring and layout."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -190,3 +191,84 @@ def highlighted_trials(frame: pd.DataFrame, highlight: Iterable[int] | None = No
 def plots_colorway() -> list[str]:
     """Plotly's default qualitative colours, in order (trial i gets colour i mod len)."""
     return list(plotly.colors.qualitative.Plotly)
+
+
+def pareto_mask(epsilon: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
+    """True where no other point has ε <= and accuracy >= with one strictly better.
+
+    Lower ε and higher accuracy are better. O(n log n): sort by ε (ties: best accuracy
+    first) and keep the points that raise the best accuracy seen so far.
+    """
+    eps = np.asarray(epsilon, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    mask = np.zeros(len(eps), dtype=bool)
+    order = np.lexsort((-acc, eps))
+    best = -math.inf
+    for index in order:
+        if not (math.isfinite(eps[index]) and math.isfinite(acc[index])):
+            continue
+        if acc[index] > best:
+            mask[index] = True
+            best = acc[index]
+    return mask
+
+
+def _trade_off_figure(x: np.ndarray, y: np.ndarray, numbers: np.ndarray, hover: list[str], *,
+                      marker: Mapping[str, Any], selected: int | None, front_name: str) -> go.Figure:
+    """A trade-off scatter (lower x, higher y is better): one marker per finished trial
+    (customdata = its trial number, so a click selects it; `marker` sets its size, colour and
+    colour bar on the Viridis scale), the step line `front_name` through the trials no other
+    beats in both (pareto_mask), and a ring on the `selected` trial number."""
+    figure = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            name="trials",
+            customdata=numbers,
+            hovertext=hover,
+            hoverinfo="text",
+            marker={"colorscale": "Viridis", "line": {"width": 0.5, "color": "#333"}, **marker},
+        )
+    )
+    front = pareto_mask(x, y)
+    if front.any():
+        order = np.argsort(x[front])
+        figure.add_trace(
+            go.Scatter(
+                x=x[front][order],
+                y=y[front][order],
+                mode="lines",
+                line={"shape": "hv", "color": "#c62828", "width": 2},
+                name=front_name,
+                hoverinfo="skip",
+            )
+        )
+    if selected is not None and selected in set(numbers.tolist()):
+        index = int(np.flatnonzero(numbers == selected)[0])
+        figure.add_trace(
+            go.Scatter(
+                x=[x[index]],
+                y=[y[index]],
+                mode="markers",
+                name=f"trial {selected}",
+                marker={"size": 20, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d81b60"}},
+                hoverinfo="skip",
+            )
+        )
+    return figure
+
+
+def _trade_off_layout(figure: go.Figure, *, height: int, xaxis_title: str, xaxis_type: str, **layout: Any) -> None:
+    """The layout of a trade-off scatter: validation accuracy up the y axis, the legend below,
+    a click selects a trial; `layout` adds or overrides Plotly layout keys."""
+    figure.update_layout(
+        height=height,
+        xaxis_title=xaxis_title,
+        xaxis_type=xaxis_type,
+        yaxis_title="validation accuracy",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        clickmode="event+select",
+        **layout,
+    )

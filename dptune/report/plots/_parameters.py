@@ -18,6 +18,7 @@ from dptune.report.plots._common import (
     message_figure,
     normalize_state,
 )
+from dptune.study.format import TrialRecord
 
 
 def parallel_coordinates_figure(frame: pd.DataFrame, *, height: int = 420) -> go.Figure:
@@ -94,7 +95,7 @@ def param_importances_figure(trials: Sequence[Any], *, height: int = 380) -> go.
     for trial in trials:
         if normalize_state(trial.state) != "COMPLETE" or not trial.params:
             continue
-        accuracy = trial.user_attrs.get("val_accuracy")
+        accuracy = TrialRecord.of(trial).val_accuracy
         if accuracy is None and trial.values and len(trial.values) == 1:
             accuracy = trial.values[0]
         if accuracy is None or not math.isfinite(float(accuracy)):

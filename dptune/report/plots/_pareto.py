@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,30 +10,12 @@ from dptune.report.plots._common import (
     _hover_text,
     _log_vline,
     _numeric,
+    _trade_off_figure,
+    _trade_off_layout,
     epsilon_axis_type,
     finished_trials,
     message_figure,
 )
-
-
-def pareto_mask(epsilon: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
-    """True where no other point has ε <= and accuracy >= with one strictly better.
-
-    Lower ε and higher accuracy are better. O(n log n): sort by ε (ties: best accuracy
-    first) and keep the points that raise the best accuracy seen so far.
-    """
-    eps = np.asarray(epsilon, dtype=float)
-    acc = np.asarray(accuracy, dtype=float)
-    mask = np.zeros(len(eps), dtype=bool)
-    order = np.lexsort((-acc, eps))
-    best = -math.inf
-    for index in order:
-        if not (math.isfinite(eps[index]) and math.isfinite(acc[index])):
-            continue
-        if acc[index] > best:
-            mask[index] = True
-            best = acc[index]
-    return mask
 
 
 def pareto_front_figure(
@@ -62,51 +41,12 @@ def pareto_front_figure(
     numbers = done["number"].astype(int).to_numpy()
     hover = [_hover_text(row) for row in done.to_dict("records")]
     has_speed = bool(np.isfinite(speed).any())
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=eps,
-            y=acc,
-            mode="markers",
-            name="trials",
-            customdata=numbers,
-            hovertext=hover,
-            hoverinfo="text",
-            marker={
-                "size": 10,
-                "color": np.nan_to_num(speed, nan=0.0) if has_speed else "#1565c0",
-                "colorscale": "Viridis",
-                "showscale": has_speed,
-                "colorbar": {"title": {"text": "examples/s"}} if has_speed else None,
-                "line": {"width": 0.5, "color": "#333"},
-            },
-        )
-    )
-    front = pareto_mask(eps, acc)
-    if front.any():
-        order = np.argsort(eps[front])
-        figure.add_trace(
-            go.Scatter(
-                x=eps[front][order],
-                y=acc[front][order],
-                mode="lines",
-                line={"shape": "hv", "color": "#c62828", "width": 2},
-                name="Pareto front",
-                hoverinfo="skip",
-            )
-        )
-    if selected is not None and selected in set(numbers.tolist()):
-        index = int(np.flatnonzero(numbers == selected)[0])
-        figure.add_trace(
-            go.Scatter(
-                x=[eps[index]],
-                y=[acc[index]],
-                mode="markers",
-                name=f"trial {selected}",
-                marker={"size": 20, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d81b60"}},
-                hoverinfo="skip",
-            )
-        )
+    figure = _trade_off_figure(eps, acc, numbers, hover, selected=selected, front_name="Pareto front", marker={
+        "size": 10,
+        "color": np.nan_to_num(speed, nan=0.0) if has_speed else "#1565c0",
+        "showscale": has_speed,
+        "colorbar": {"title": {"text": "examples/s"}} if has_speed else None,
+    })
     axis_type = epsilon_axis_type(eps)
     if target_epsilon is not None and axis_type == "log":
         _log_vline(figure, float(target_epsilon), f"target ε = {target_epsilon:g}", colour="#555", dash="dash")
@@ -124,14 +64,6 @@ def pareto_front_figure(
         centre = float(np.median(finite))
         span = max(0.1 * abs(centre), 1e-3)
         figure.update_xaxes(range=[centre - span, centre + span])
-    figure.update_layout(
-        height=height,
-        xaxis_title="ε per trial (lower is more private)" + (", log scale" if axis_type == "log" else ""),
-        xaxis_type=axis_type,
-        xaxis_tickformat=".3~g",
-        yaxis_title="validation accuracy",
-        legend={"orientation": "h", "y": -0.2},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        clickmode="event+select",
-    )
+    _trade_off_layout(figure, height=height, xaxis_type=axis_type, xaxis_tickformat=".3~g",
+                      xaxis_title="ε per trial (lower is more private)" + (", log scale" if axis_type == "log" else ""))
     return figure

@@ -1,0 +1,228 @@
+"""The layer rules of the layerwise per-example path: what a Dense or Conv2D call records
+in the forward pass (a "tap": its input rows A, conv: image patches, and pre-activation z)
+and how that layer's per-example kernel gradients A_iᵀ D_i, their squared norms (materialized
+or ghost norms, Li et al. 2022) and their weighted and per-microbatch sums follow from the
+output gradients D. `has_tap(layer)` says which layers have a rule; dptune.engine.per_example
+runs the model with `tapped_call` in place of those layers' calls.
+
+Traced inside the trainer's `tf.function`; a chunk holds P examples.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.src.backend import get_keras_mask, set_keras_mask
+
+
+def has_tap(layer: keras.layers.Layer) -> bool:
+    """True for the layers with a rule here: a plain Dense, a channels-last ungrouped Conv2D."""
+    if isinstance(layer, keras.layers.Dense):
+        return not getattr(layer, "lora_enabled", False) and getattr(layer, "quantization_mode", None) is None
+    if type(layer) is keras.layers.Conv2D:
+        return layer.groups == 1 and layer.data_format == "channels_last"
+    return False
+
+
+def _conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
+    """Input patches of a Conv2D as rows [P, T, kh·kw·cin], ordered like the reshaped kernel.
+
+    Small patches come from a convolution with an identity kernel (oneDNN/cuDNN make this
+    3x faster than tf.image.extract_patches for a 64-value patch on a CPU); large ones from
+    extract_patches, whose cost does not grow with the patch size squared.
+    """
+    kh, kw = layer.kernel_size
+    size = kh * kw * x.shape[-1]
+    if size <= 128:
+        identity = tf.reshape(tf.eye(size, dtype=x.dtype), [kh, kw, x.shape[-1], size])
+        patches = tf.nn.conv2d(x, identity, layer.strides, layer.padding.upper(), dilations=layer.dilation_rate)
+    else:
+        sh, sw = layer.strides
+        dh, dw = layer.dilation_rate
+        patches = tf.image.extract_patches(
+            x, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, dh, dw, 1], padding=layer.padding.upper()
+        )
+    return tf.reshape(patches, [tf.shape(x)[0], -1, size])
+
+
+MATERIALIZE_BYTES = 256 * 2**20
+
+
+def _use_ghost_norms(rows_shape, outputs: int) -> bool:
+    """Norms from Gram matrices (cost T²(K+C) per example; Li et al. 2022) rather than from
+    materialized per-example gradients (T·K·C, and P·K·C floats of memory)."""
+    batch, positions, inputs = rows_shape
+    too_big = (batch or 1024) * inputs * outputs * 4 > MATERIALIZE_BYTES
+    return too_big or positions * (inputs + outputs) < inputs * outputs
+
+
+def _ghost_squared_norms(rows: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+    """‖A_iᵀ D_i‖²_F = Σ_{t,s} (A_i A_iᵀ)_{ts} (D_i D_iᵀ)_{ts}; any fixed order of A's columns."""
+    gram_rows = tf.matmul(rows, rows, transpose_b=True)
+    gram_delta = tf.matmul(delta, delta, transpose_b=True)
+    return tf.reduce_sum(gram_rows * gram_delta, [1, 2])
+
+
+class DenseTap:
+    """A Dense call: input rows A [P, T, K] (T = 1 for flat inputs), pre-activation z."""
+
+    def __init__(self, layer: keras.layers.Dense, x: tf.Tensor):
+        self.layer = layer
+        self.rows = tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]])
+        # one 2-D product: oneDNN in TensorFlow 2.21 gets some broadcast batch matmuls
+        # ([P, 1, T, K] x [K, N]) wrong or crashes on them
+        z = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), layer.kernel)
+        self.z = tf.reshape(z, tf.concat([tf.shape(x)[:-1], tf.shape(layer.kernel)[-1:]], 0))
+        self.z.set_shape(x.shape[:-1].concatenate(layer.kernel.shape[-1:]))
+        self._per_example = None
+
+    def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
+        """A_iᵀ D_i for each example, [P, K, C] (computed once)."""
+        if self._per_example is None:
+            self._per_example = tf.matmul(self.rows, delta, transpose_a=True)
+        return self._per_example
+
+    def _gram_rows(self) -> tf.Tensor:
+        return self.rows
+
+    def microbatch_kernels(self, delta: tf.Tensor, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+        """Σ_{i in microbatch j} A_iᵀ D_i for j < count, [count, K, C]. Flat Dense inputs use
+        one matrix product against the output gradients spread over their microbatch's
+        columns (Aᵀ [D ⊗ onehot]); other layers sum their per-example gradients."""
+        if self.layer_rows_shape()[1] != 1:
+            return tf.math.unsorted_segment_sum(self.per_example_kernel(delta), microbatch, count)
+        rows, outputs = self.rows[:, 0, :], delta.shape[-1]
+        spread = tf.one_hot(microbatch, count, dtype=delta.dtype)[:, :, None] * delta[:, 0, None, :]
+        sums = tf.matmul(rows, tf.reshape(spread, [-1, count * outputs]), transpose_a=True)  # [K, count·C]
+        return tf.transpose(tf.reshape(sums, [-1, count, outputs]), [1, 0, 2])
+
+    def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
+        """‖A_iᵀ D_i‖²_F for each example, [P]."""
+        if self.layer_rows_shape()[1] == 1:
+            return tf.reduce_sum(tf.square(self.rows), [1, 2]) * tf.reduce_sum(tf.square(delta), [1, 2])
+        if self._per_example is None and _use_ghost_norms(self.layer_rows_shape(), delta.shape[-1]):
+            return _ghost_squared_norms(self._gram_rows(), delta)
+        return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+
+    def layer_rows_shape(self) -> tuple:
+        return tuple(self.rows.shape)
+
+    def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+        """Σ_i weights_i A_iᵀ D_i, [K, C]."""
+        if self._per_example is not None:
+            return tf.tensordot(weights, self._per_example, axes=1)
+        rows = tf.reshape(self.rows, [-1, self.rows.shape[-1]])
+        weighted = tf.reshape(delta * weights[:, None, None], [-1, delta.shape[-1]])
+        return tf.matmul(rows, weighted, transpose_a=True)
+
+
+class Conv2DTap(DenseTap):
+    """A Conv2D call. Per-example kernel gradients come from one depthwise-convolution
+    filter gradient with the examples as channels when the input has one channel (no
+    patches needed); otherwise norms come from ghost norms over the input patches (taken
+    in any order: space-to-depth blocks when the stride divides the kernel, which is far
+    faster than extract_patches) and the clipped sum from the ordinary filter gradient of
+    the reweighted output gradients, or from materialized per-example gradients when
+    those are cheaper."""
+
+    def __init__(self, layer: keras.layers.Conv2D, x: tf.Tensor):
+        self.layer, self.x = layer, x
+        self.z = layer.convolution_op(x, layer.kernel)
+        self._per_example = None
+        self._rows = None
+
+    @property
+    def rows(self) -> tf.Tensor:
+        if self._rows is None:
+            self._rows = _conv_patches(self.layer, self.x)
+        return self._rows
+
+    def layer_rows_shape(self) -> tuple:
+        kh, kw = self.layer.kernel_size
+        return (self.x.shape[0], self.z.shape[1] * self.z.shape[2], kh * kw * self.x.shape[-1])
+
+    def _gram_rows(self) -> tf.Tensor:
+        return _unordered_conv_patches(self.layer, self.x, self._out_hw())[0]
+
+    def _conv_args(self) -> dict:
+        return {"strides": [1, *self.layer.strides, 1], "padding": self.layer.padding.upper()}
+
+    def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
+        if self._per_example is None and self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
+            kh, kw = self.layer.kernel_size
+            batch = tf.shape(self.x)[0]
+            images = tf.transpose(self.x[..., 0], [1, 2, 0])[None]  # [1, H, W, P]
+            out_grad = tf.transpose(self._delta_images(delta), [1, 2, 0, 3])
+            out_grad = tf.reshape(out_grad, [1, *self._out_hw(), -1])  # [1, Ho, Wo, P·C]
+            grads = tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
+                images, [kh, kw, batch, delta.shape[-1]], out_grad, **self._conv_args()
+            )  # [kh, kw, P, C]
+            self._per_example = tf.reshape(tf.transpose(grads, [2, 0, 1, 3]), [batch, kh * kw, -1])
+        elif self._per_example is None:
+            patches, order = _unordered_conv_patches(self.layer, self.x, self._out_hw())
+            grads = tf.matmul(patches, delta, transpose_a=True)
+            self._per_example = grads if order is None else tf.gather(grads, order, axis=1)
+        return self._per_example
+
+    def _out_hw(self) -> tuple[int, int]:
+        return tuple(self.z.shape[1:3])
+
+    def _delta_images(self, delta: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(delta, [tf.shape(delta)[0], *self._out_hw(), delta.shape[-1]])
+
+    def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
+        if self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
+            return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+        return super().kernel_squared_norms(delta)
+
+    def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+        if self._per_example is not None:
+            return super().weighted_kernel(weights, delta)
+        weighted = self._delta_images(delta * weights[:, None, None])
+        return tf.compat.v1.nn.conv2d_backprop_filter(
+            self.x, self.layer.kernel.shape, weighted, dilations=[1, *self.layer.dilation_rate, 1], **self._conv_args()
+        )
+
+
+def _unordered_conv_patches(
+    layer: keras.layers.Conv2D, x: tf.Tensor, out_hw: tuple[int, int]
+) -> tuple[tf.Tensor, np.ndarray | None]:
+    """The patches of `_conv_patches` with their K values possibly in another fixed order,
+    and `order` such that patches[..., order] is in kernel order (None: already in order).
+
+    With stride s dividing the kernel size k, a k×k stride-s window is (k/s)² adjacent
+    blocks of space_to_depth(x, s), so the patches are (k/s)² contiguous slices.
+    """
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    if layer.dilation_rate != (1, 1) or sh != sw or sh < 2 or kh % sh or kw % sw:
+        return _conv_patches(layer, x), None
+    (out_h, out_w), (height, width), channels = out_hw, x.shape[1:3], x.shape[-1]
+    need_h, need_w = (out_h - 1) * sh + kh, (out_w - 1) * sw + kw
+    if layer.padding == "same":
+        pad_h, pad_w = max(need_h - height, 0), max(need_w - width, 0)
+        x = tf.pad(x, [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]])
+    blocks = tf.nn.space_to_depth(x[:, :need_h, :need_w, :], sh)
+    parts = [blocks[:, a : a + out_h, b : b + out_w, :] for a in range(kh // sh) for b in range(kw // sw)]
+    patches = tf.reshape(tf.concat(parts, -1), [tf.shape(x)[0], out_h * out_w, kh * kw * channels])
+    # unordered position (a, b, di, dj, c) holds kernel entry (a·s + di, b·s + dj, c)
+    a, b, di, dj, c = np.meshgrid(range(kh // sh), range(kw // sw), range(sh), range(sw), range(channels),
+                                  indexing="ij")
+    kernel_index = (((a * sh + di) * kw + (b * sw + dj)) * channels + c).ravel()
+    return patches, np.argsort(kernel_index).astype(np.int32)
+
+
+def tapped_call(layer: keras.layers.Layer, x: tf.Tensor, taps: list) -> tf.Tensor:
+    """Run a Dense/Conv2D exactly as Keras does, recording what its per-example gradients need.
+
+    The input's Keras mask (e.g. from Masking) is passed on as Keras passes it (Dense keeps
+    it, Conv2D drops it), so that mask-aware layers downstream (pooling, RNNs) see it."""
+    tap = DenseTap(layer, x) if isinstance(layer, keras.layers.Dense) else Conv2DTap(layer, x)
+    z = tap.z + layer.bias if layer.use_bias else tap.z
+    tap.z = z
+    taps.append(tap)
+    out = layer.activation(z) if layer.activation is not None else z
+    previous_mask = get_keras_mask(x)
+    if previous_mask is not None and layer.supports_masking:
+        set_keras_mask(out, layer.compute_mask(x, previous_mask))
+    return out
