@@ -17,7 +17,7 @@ with core.guard("Trade-offs"):
     frame = snapshot.frame
     record = snapshot.record
     target = record.target_epsilon
-    done = plots.finished_trials(frame)
+    done = plots.comparable_trials(frame)
     best = plots.best_within_budget(frame, target)
     st.caption(
         f"{len(done)} finished trial(s) of {len(frame)} · mode {record.mode} · target ε {target}"

@@ -13,6 +13,7 @@ Privacy numbers, and what they mean (never mistake the first for the last):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
@@ -139,17 +140,25 @@ def best_trial_within(study: optuna.Study, target_epsilon: float | None = None) 
     """The COMPLETE trial with the highest validation accuracy whose ε (with the clip-norm
     selection, when there was one) is at most `target_epsilon` (default: the study's).
     Ties go to the smaller ε. None when no trial qualifies."""
-    target = float(StudyRecord.of(study).target_epsilon if target_epsilon is None else target_epsilon)
-    best: FrozenTrial | None = None
-    best_key: tuple[float, float] | None = None
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        record = TrialRecord.of(trial)
-        epsilon, accuracy = record.epsilon, record.val_accuracy
-        if epsilon is None or accuracy is None or epsilon > target * (1 + EPSILON_SLACK):
-            continue
-        if best_key is None or (accuracy, -epsilon) > best_key:
-            best, best_key = trial, (accuracy, -epsilon)
-    return best
+    target = StudyRecord.of(study).target_epsilon if target_epsilon is None else target_epsilon
+    trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    candidates = ((number, TrialRecord.of(t).val_accuracy, TrialRecord.of(t).epsilon) for number, t in trials.items())
+    number = best_within(candidates, target)
+    return None if number is None else trials[number]
+
+
+def best_within(candidates: Iterable[tuple[int, float | None, float | None]], target_epsilon: float | None) -> int | None:
+    """The one rule "best trial within the budget" (the CLI, the export and every page use it):
+    of (trial number, validation accuracy, total ε) triples of COMPLETE trials, the number of
+    the most accurate one whose ε is at most `target_epsilon` (any ε when None); a trial
+    without an accuracy or an ε never qualifies. Ties go to the smaller ε, then the lower
+    number. None when none qualifies."""
+    limit = math.inf if target_epsilon is None else float(target_epsilon) * (1 + EPSILON_SLACK)
+    qualifying = [
+        (-float(accuracy), float(epsilon), int(number)) for number, accuracy, epsilon in candidates
+        if accuracy is not None and epsilon is not None and math.isfinite(float(accuracy)) and float(epsilon) <= limit
+    ]
+    return min(qualifying)[2] if qualifying else None
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:

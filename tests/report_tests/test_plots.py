@@ -1,6 +1,8 @@
 """dptune.report.plots: pure functions from trial data to Plotly figures."""
 
 
+import math
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 from synthetic_studies import make_study
 
 from dptune.report import plots
+from dptune.study.results import best_trial_within
 from dptune.ui.adapters import trials_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -43,7 +46,7 @@ def test_pareto_mask_ignores_missing_values():
 
 
 def test_best_within_budget_is_the_most_accurate_trial_within_the_target(frame):
-    done = plots.finished_trials(frame)
+    done = plots.comparable_trials(frame)
     target = float(done["epsilon"].median())
     best = plots.best_within_budget(frame, target)
     within = done[done["epsilon"] <= target]
@@ -52,8 +55,38 @@ def test_best_within_budget_is_the_most_accurate_trial_within_the_target(frame):
     assert plots.best_within_budget(frame, None) == int(done.loc[done["val_accuracy"].idxmax(), "number"])
 
 
+@pytest.mark.parametrize("quantile", [0.1, 0.5, 0.9, None])
+def test_the_pages_and_the_cli_choose_the_same_best_trial(quantile):
+    """One rule (results.best_within): the Trade-offs/Export pages (on the frame) and `dptune
+    tune`/`dptune export` (on the trials) pick the same trial, also when a clip-norm release
+    puts a trial's total ε over the target while its training ε is under it (issue 9's bug),
+    and with tied accuracies."""
+    source = make_study(optuna.storages.InMemoryStorage(), "same-best", 24, mode="pareto", running=1, failed=1,
+                        pruned=1, seed=3)
+    study = optuna.create_study(directions=source.directions)
+    for trial in source.trials:
+        study.set_user_attr("search_spec", source.user_attrs["search_spec"])
+        attrs = dict(trial.user_attrs)
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.number % 4 == 0:
+            attrs["epsilon_total"] = attrs["epsilon_rdp"] + 0.4  # a clip-norm release on top of training
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.number in (5, 6):
+            attrs["val_accuracy"] = 0.999  # a tie
+        study.add_trial(optuna.trial.create_trial(
+            state=trial.state, values=trial.values, params=trial.params, distributions=trial.distributions,
+            user_attrs=attrs,
+        ) if trial.state.is_finished() else trial)
+    frame = trials_frame(study)
+    totals = sorted(float(t.user_attrs.get("epsilon_total", t.user_attrs["epsilon_rdp"])) for t in study.trials
+                    if t.state == optuna.trial.TrialState.COMPLETE)
+    target = None if quantile is None else totals[int(quantile * (len(totals) - 1))]
+    chosen = best_trial_within(study, target if target is not None else math.inf)
+    assert plots.best_within_budget(frame, target) == (None if chosen is None else chosen.number)
+    if target is not None and chosen is not None:
+        assert float(chosen.user_attrs.get("epsilon_total", chosen.user_attrs["epsilon_rdp"])) <= target
+
+
 def test_finished_trials_excludes_running_failed_and_pruned(frame):
-    done = plots.finished_trials(frame)
+    done = plots.comparable_trials(frame)
     assert set(done["state"]) == {"COMPLETE"}
     assert len(done) == 30
 
@@ -65,7 +98,7 @@ def test_pareto_front_figure(frame):
     assert names[:2] == ["trials", "Pareto front"]
     trials = figure.data[0]
     assert len(trials.x) == 30
-    assert sorted(int(n) for n in trials.customdata) == sorted(int(n) for n in plots.finished_trials(frame)["number"])
+    assert sorted(int(n) for n in trials.customdata) == sorted(int(n) for n in plots.comparable_trials(frame)["number"])
     assert trials.marker.showscale  # coloured by training speed
     assert "ε per trial" in figure.layout.xaxis.title.text
     assert any("target ε" in (a.text or "") for a in figure.layout.annotations)
@@ -214,9 +247,9 @@ def test_epsilon_axes_are_logarithmic_when_epsilon_spans_decades():
 def test_accuracy_against_training_time_for_budgeted_studies(frame):
     """Issue 10 item 14: one marker per finished trial at (train seconds, accuracy), coloured by
     m, per-example clipping as diamonds, the most accurate trials for their time joined."""
-    number = int(plots.finished_trials(frame)["number"].iloc[0])
+    number = int(plots.comparable_trials(frame)["number"].iloc[0])
     figure = plots.accuracy_vs_time_figure(frame, selected=number)
-    done = plots.finished_trials(frame).set_index("number")
+    done = plots.comparable_trials(frame).set_index("number")
     trials = figure.data[0]
     assert sorted(int(n) for n in trials.customdata) == sorted(int(n) for n in done.index)
     for n, seconds, accuracy, symbol in zip(trials.customdata, trials.x, trials.y, trials.marker.symbol, strict=True):

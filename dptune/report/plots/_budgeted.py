@@ -18,8 +18,8 @@ from dptune.report.plots._common import (
     _numeric,
     _trade_off_figure,
     _trade_off_layout,
+    comparable_trials,
     epsilon_axis_type,
-    finished_trials,
     message_figure,
 )
 
@@ -33,7 +33,7 @@ def accuracy_vs_time_figure(frame: pd.DataFrame, *, selected: int | None = None,
     accurate for the time spent), and a ring marks the `selected` trial. The time axis is
     logarithmic when the times span more than a factor of 30.
     """
-    done = finished_trials(frame)
+    done = comparable_trials(frame)
     seconds = _numeric(done, "train_seconds")
     done = done[seconds.notna()]
     if len(done) == 0:

@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
+from dptune.study.results import best_within
+
 EPSILON_PER_TRIAL = (
     "ε is per trial: the privacy cost of training that one configuration once "
     "(RDP accountant, at the study's δ). It does not include the cost of the search."
@@ -116,8 +118,10 @@ def message_figure(message: str, *, height: int = 260) -> go.Figure:
     return figure
 
 
-def finished_trials(frame: pd.DataFrame) -> pd.DataFrame:
-    """Complete trials with both an accuracy and an ε."""
+def comparable_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials the figures compare: COMPLETE ones with both an accuracy and an ε (the
+    study's count of finished trials, which includes pruned and failed ones, is
+    dptune.study.results.comparable_trials)."""
     if frame is None or len(frame) == 0:
         return pd.DataFrame(columns=list(frame.columns) if frame is not None else [])
     mask = (_states(frame) == "COMPLETE") & _numeric(frame, "val_accuracy").notna() & _numeric(frame, "epsilon").notna()
@@ -125,22 +129,13 @@ def finished_trials(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_within_budget(frame: pd.DataFrame, target_epsilon: float | None) -> int | None:
-    """Number of the most accurate complete trial whose total ε (training plus the releases
-    before it, `epsilon_total`, as `dptune.study.results.best_trial_within` and `dptune export`
-    use) is <= target (any ε when target is None).
-
-    Ties go to the smaller ε, then the lower trial number. None when no trial qualifies.
-    """
-    done = finished_trials(frame)
+    """The number of the best trial within the budget, by the one rule
+    (dptune.study.results.best_within, as `dptune tune` and `dptune export` choose) applied to
+    the frame's COMPLETE trials and their total ε (training plus the releases before it,
+    `epsilon_total`). None when no trial qualifies."""
+    done = comparable_trials(frame)
     total = _numeric(done, "epsilon_total").fillna(_numeric(done, "epsilon"))
-    if target_epsilon is not None:
-        done, total = done[total <= float(target_epsilon) * (1 + 1e-9)], total[total <= float(target_epsilon) * (1 + 1e-9)]
-    if len(done) == 0:
-        return None
-    ranked = done.assign(_acc=_numeric(done, "val_accuracy"), _eps=total).sort_values(
-        ["_acc", "_eps", "number"], ascending=[False, True, True]
-    )
-    return int(ranked["number"].iloc[0])
+    return best_within(zip(done["number"], _numeric(done, "val_accuracy"), total), target_epsilon)
 
 
 def _hover_text(row: Mapping[str, Any]) -> str:
@@ -177,7 +172,7 @@ def highlighted_trials(frame: pd.DataFrame, highlight: Iterable[int] | None = No
         return [int(n) for n in highlight][:MAX_HIGHLIGHTED_CURVES]
     states = _states(frame)
     running = frame.loc[states == "RUNNING", "number"].astype(int).tolist()
-    done = finished_trials(frame)
+    done = comparable_trials(frame)
     best = done.sort_values("val_accuracy", ascending=False)["number"].astype(int).tolist() if len(done) else []
     chosen: list[int] = []
     for number in running + best + frame["number"].astype(int).tolist():

@@ -14,7 +14,7 @@ from dptune.report.plots._common import (
     PARAMETER_LABELS,
     _hover_text,
     _numeric,
-    finished_trials,
+    comparable_trials,
     message_figure,
     normalize_state,
 )
@@ -24,7 +24,7 @@ from dptune.study.format import TrialRecord
 def parallel_coordinates_figure(frame: pd.DataFrame, *, height: int = 420) -> go.Figure:
     """Parallel coordinates over C, σ, m, learning rate, batch size (log10 where it spans decades),
     coloured by validation accuracy."""
-    done = finished_trials(frame)
+    done = comparable_trials(frame)
     if len(done) < 2:
         return message_figure("Parallel coordinates need at least two finished trials.")
     dimensions = []

@@ -12,8 +12,8 @@ from dptune.report.plots._common import (
     _numeric,
     _trade_off_figure,
     _trade_off_layout,
+    comparable_trials,
     epsilon_axis_type,
-    finished_trials,
     message_figure,
 )
 
@@ -32,7 +32,7 @@ def pareto_front_figure(
     and a ring marks the `selected` trial. The ε axis is logarithmic when the trials' ε span
     more than EPSILON_LOG_SPAN (epsilon_axis_type), linear otherwise.
     """
-    done = finished_trials(frame)
+    done = comparable_trials(frame)
     if len(done) == 0:
         return message_figure("No finished trial yet: the Pareto front appears when the first trial completes.")
     eps = _numeric(done, "epsilon").to_numpy()
