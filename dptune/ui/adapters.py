@@ -11,6 +11,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from dptune.study.results import trials_frame as library_trials_frame
+
 FRAME_COLUMNS = [
     "number", "state", "val_accuracy", "epsilon", "epsilon_pld", "l2_norm_clip", "noise_multiplier",
     "num_microbatches", "learning_rate", "batch_size", "epochs", "seconds_per_step", "examples_per_second",
@@ -20,8 +22,6 @@ FRAME_COLUMNS = [
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """`dptune.study.results.trials_frame(study)` with every column of the contract present."""
-    from dptune.study.results import trials_frame as library_trials_frame
-
     frame = library_trials_frame(study)
     for column in FRAME_COLUMNS:
         if column not in frame:

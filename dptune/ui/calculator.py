@@ -11,14 +11,13 @@ import shlex
 
 import streamlit as st
 
+from dptune import privacy
 from dptune.errors import DPTuneError
 from dptune.privacy.statement import delta_warnings, format_epsilon, format_sigma
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def epsilon_report(n: int, batch_size: int, sigma: float, epochs: float, delta: float, microbatched: bool) -> dict:
-    from dptune import privacy
-
     return privacy.compute_epsilon(
         n, batch_size, sigma, epochs=epochs, delta=delta, microbatched=microbatched, pld=True
     ).to_dict()
@@ -27,7 +26,6 @@ def epsilon_report(n: int, batch_size: int, sigma: float, epochs: float, delta: 
 @st.cache_data(show_spinner=False, max_entries=256)
 def calibrated_sigma(target: float, n: int, batch_size: int, epochs: float, delta: float, microbatched: bool,
                      accountant: str) -> float:
-    from dptune import privacy
 
     return privacy.calibrate_noise_multiplier(
         target, n, batch_size, epochs=epochs, delta=delta, microbatched=microbatched, accountant=accountant
@@ -48,11 +46,8 @@ def cli_command(n: int, batch_size: int, sigma: float, epochs: float, delta: flo
 
 def calculator(default_n: int, *, key: str = "calc") -> None:
     """Render the calculator (call inside `with st.sidebar:`)."""
-
     @st.fragment
     def body() -> None:
-        from dptune import privacy
-
         with st.expander("ε calculator (accountant)", expanded=True, icon=":material/calculate:"):
             n = int(st.number_input("N (training examples)", min_value=1, value=int(default_n), step=100,
                                     key=f"{key}-n"))

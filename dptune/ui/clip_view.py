@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from dptune import privacy
 from dptune.errors import DataError, DPTuneError
 from dptune.privacy.clip_quantile import private_clip_norm
+from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.study.launch import spawn
 from dptune.ui import core, specs
 from dptune.workspace import Workspace
@@ -97,9 +99,6 @@ def release(data: Any, model: Any, *, quantile: float, epsilon: float) -> dict[s
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cost(target: float, n: int, batch: int, epochs: float, delta: float, clip_epsilon: float) -> float:
-    from dptune import privacy
-    from dptune.privacy.search_cost import epsilon_with_clip_selection
-
     sigma = privacy.calibrate_noise_multiplier(target, n, batch, epochs=epochs, delta=delta)
     run = privacy.DPSGDRun(n, batch, sigma, privacy.num_steps(n, batch, epochs), False)
     return epsilon_with_clip_selection(run, clip_epsilon, delta)[0]
@@ -107,8 +106,6 @@ def _cost(target: float, n: int, batch: int, epochs: float, delta: float, clip_e
 
 def cost_example(state: dict[str, Any], data: Any, clip: dict[str, Any]) -> dict[str, Any] | None:
     """What the clip-norm releases on this dataset add to a typical trial of the current search settings."""
-    from dptune import privacy
-
     search = state["search"]
     n = data.dataset.n_train
     batch = int(min(search["batch_size"][0], n))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +21,13 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from dptune.errors import DPTuneError
+from dptune.data import load_dataset, prepare_builtin
+from dptune.errors import ConfigError, DataError, DPTuneError
+from dptune.report import plots
 from dptune.study.format import StudyRecord, TrialRecord
+from dptune.study.storage import open_storage
 from dptune.ui import specs
+from dptune.ui.adapters import trials_frame
 from dptune.ui.workspace import Workspace
 
 LOG = logging.getLogger("dptune.ui")
@@ -38,8 +43,6 @@ def _workspace(root: str | None, storage: str | None) -> Workspace:
 
 def workspace() -> Workspace:
     """The workspace (`$DPTUNE_WORKSPACE`, default ./dptune-data; `$DPTUNE_STORAGE` for a URL)."""
-    import os
-
     return _workspace(os.environ.get("DPTUNE_WORKSPACE"), os.environ.get("DPTUNE_STORAGE"))
 
 
@@ -98,8 +101,6 @@ class LoadedData:
 
 @st.cache_resource(show_spinner="Preparing the built-in dataset…", max_entries=8)
 def _builtin(name: str, root: str) -> tuple[Any, Any]:
-    from dptune.data import prepare_builtin
-
     prepared = prepare_builtin(name)
     prepared.dataset.save(root)
     return prepared.dataset, prepared.report
@@ -110,16 +111,10 @@ def loaded_data(state: dict[str, Any] | None = None) -> LoadedData:
 
     Raises DataError (shown by `guard`) when the saved upload can no longer be read.
     """
-    import json
-
-    from dptune.errors import DataError
-
     state = state or load_state()
     section = state["dataset"]
     root = str(workspace().root)
     if section.get("source") == "upload" and section.get("upload"):
-        from pathlib import Path
-
         upload = section["upload"]
         path = Path(upload["path"])
         if not path.exists():
@@ -153,7 +148,6 @@ def prepare_upload(digest: str, name: str, options_key: str, _content: bytes | P
     options = json.loads(options_key)
     if "image_size" in options:
         options["image_size"] = tuple(options["image_size"])
-    from dptune.data import load_dataset
 
     return load_dataset((name, _content), **options)
 
@@ -161,8 +155,6 @@ def prepare_upload(digest: str, name: str, options_key: str, _content: bytes | P
 # ----------------------------------------------------------------------------- storage
 @st.cache_resource(show_spinner=False)
 def _storage(url: str) -> optuna.storages.BaseStorage:
-    from dptune.study.storage import open_storage
-
     return open_storage(url)
 
 
@@ -188,8 +180,6 @@ def _study(name: str, url: str) -> optuna.Study:
 
 def load_study(name: str) -> optuna.Study:
     """The study `name` (cached; its finished trials are read from the storage once)."""
-    from dptune.errors import ConfigError
-
     try:
         return _study(name, workspace().storage_url)
     except KeyError:
@@ -211,7 +201,6 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 @dataclass(frozen=True)
 class StudySnapshot:
     """One read of a study: its attributes, its trials (FrozenTrial, read-only) and their frame."""
-
     name: str
     user_attrs: dict[str, Any]
     trials: tuple
@@ -227,15 +216,12 @@ class StudySnapshot:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _snapshot(name: str, url: str, version: tuple, _study: Any, _trials: tuple, _attrs: dict) -> StudySnapshot:
-    from dptune.ui.adapters import trials_frame
-
     frame = trials_frame(_CachedStudy(_study, _trials))
     return StudySnapshot(name, _attrs, _trials, frame, counts_of(_trials), time.time())
 
 
 class _CachedStudy:
     """A study whose get_trials returns trials already read (so one read serves everything)."""
-
     def __init__(self, study: optuna.Study, trials: tuple, user_attrs: dict[str, Any] | None = None):
         self._study = study
         self._trials = trials
@@ -264,8 +250,6 @@ def snapshot(name: str) -> StudySnapshot:
     Reading the trials is incremental (finished trials are cached); the frame is rebuilt
     when a trial changes state, a running trial reports an epoch, or the study's
     attributes change (e.g. the search cost)."""
-    import json
-
     study = load_study(name)
     trials = tuple(study.get_trials(deepcopy=False))
     attrs = dict(study.user_attrs)
@@ -276,8 +260,6 @@ def snapshot(name: str) -> StudySnapshot:
     return _snapshot(name, workspace().storage_url, version, study, trials, attrs)
 @st.cache_resource(show_spinner="Computing importances…", max_entries=8)
 def _importances(name: str, url: str, complete: int, _trials: tuple) -> Any:
-    from dptune.report import plots
-
     return plots.param_importances_figure(_trials)
 
 

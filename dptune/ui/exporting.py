@@ -6,7 +6,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from dptune.errors import DPTuneError
 from dptune.privacy.statement import format_epsilon
+from dptune.report.export import choose_trial, run_config_from_trial
+from dptune.spec.run import load_run_config
 from dptune.ui import core
 
 
@@ -34,10 +37,6 @@ def fmt(value: Any, *, void: bool = False) -> str:
 def export_yaml(snapshot: core.StudySnapshot, number: int) -> Export:
     """The run YAML of trial `number` (dptune.report.export.run_config_from_trial), saved under
     `<workspace>/exports/` and loaded back with dptune.spec.run.load_run_config."""
-    from dptune.errors import DPTuneError
-    from dptune.report.export import choose_trial, run_config_from_trial
-    from dptune.spec.run import load_run_config
-
     ws = core.workspace()
     study = core._CachedStudy(core.load_study(snapshot.name), snapshot.trials, snapshot.user_attrs)
     trial = choose_trial(study, number)

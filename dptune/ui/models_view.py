@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from dptune.errors import ConfigError
+from dptune.spec.config import ModelSpec
+
 ARCHITECTURES = {
     "logreg": "no hidden layer: Dense(classes) on the flattened input",
     "seed_cnn": "Conv2D(16, 8×8, stride 2) → MaxPool(2) → Conv2D(32, 4×4, stride 2) → MaxPool(2) → "
@@ -28,7 +31,6 @@ class ModelSummary:
 def summarize(spec_key: str, input_shape: tuple[int, ...], num_classes: int) -> ModelSummary:
     """Build the model of `spec_key` (a ModelSpec as JSON) and count its trainable parameters."""
     from dptune.engine.models import build_model, parameter_count
-    from dptune.spec.config import ModelSpec
 
     spec = ModelSpec.from_dict(json.loads(spec_key))
     model = build_model(spec, input_shape, num_classes)
@@ -53,8 +55,6 @@ def spec_key(spec) -> str:
 
 def parse_hidden_units(text: str) -> tuple[int, ...]:
     """'128, 64' -> (128, 64); ConfigError saying what to type otherwise."""
-    from dptune.errors import ConfigError
-
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
     try:
         units = tuple(int(p) for p in parts)

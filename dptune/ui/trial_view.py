@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dptune import privacy
+from dptune.errors import DPTuneError
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
 from dptune.study.format import TrialRecord
@@ -133,8 +135,6 @@ def search_cost_caption(snapshot: core.StudySnapshot) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _curve(n: int, batch: int, sigma: float, epochs: float, delta: float, microbatched: bool) -> list:
-    from dptune import privacy
-
     steps = privacy.num_steps(n, batch, epochs)
     return privacy.epsilon_curve(n, batch, sigma, epochs=epochs, delta=delta, microbatched=microbatched,
                                  every=max(1, steps // 60))
@@ -142,8 +142,6 @@ def _curve(n: int, batch: int, sigma: float, epochs: float, delta: float, microb
 
 def accountant_curves(snapshot: core.StudySnapshot, numbers: list[int]) -> dict[int, list]:
     """{trial: the accountant's ε after every few steps of its planned run} (RDP, study's δ)."""
-    from dptune.errors import DPTuneError
-
     study = snapshot.record
     n = study.n_train
     by_number = {t.number: TrialRecord.of(t) for t in snapshot.trials}
