@@ -4,7 +4,7 @@ import streamlit as st
 
 from dptune.report import plots
 from dptune.study.modes import NoisePolicy, study_mode
-from dptune.ui import core, shell, trial_view
+from dptune.ui import core, harms_view, shell, trial_view
 
 shell.frame("Trade-offs")
 st.title("Trade-offs")
@@ -77,7 +77,8 @@ with core.guard("Trade-offs"):
 
     # Lazy tabs: only the open tab's figure is built and sent (parallel coordinates draw with
     # WebGL, slow without a GPU; importances are a fit) - keeps the page fast at 500 trials.
-    labels = ["ε vs steps", "Accuracy per epoch", "Parallel coordinates", "Importances", "Speed vs m"]
+    labels = ["ε vs steps", "Accuracy per epoch", "Parallel coordinates", "Importances", "Speed vs m",
+              "Attacks & fairness"]
     tabs = st.tabs(labels, key="trade-tabs", on_change="rerun")
     with tabs[0]:
         if tabs[0].open is not False:
@@ -111,3 +112,6 @@ with core.guard("Trade-offs"):
             st.caption("Training speed (examples per second, compilation excluded) against the number of "
                        "microbatches m: per-example clipping (m = B) costs time, m < B is faster but the accountant "
                        "charges σ/2 (more ε per trial for the same σ). ε is per trial.")
+    with tabs[5]:
+        if tabs[5].open is not False:
+            harms_view.harms_tab(snapshot, st.session_state.get(select_key))

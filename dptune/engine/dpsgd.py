@@ -140,11 +140,15 @@ class DPSGDStep:
             return [g[None] for g in sums], tf.reduce_sum(mask)[None], loss_sum
         grads = chunk_gradients(self.model, x, y, mask, self.layerwise)
         if self.config.per_example:
-            weights = clip_weights(grads.squared_norms(), self.config.l2_norm_clip, mask)
+            weights = self.clip_weights(grads.squared_norms(), mask)
             return grads.weighted_sum(weights), grads.loss_sum
         counts = tf.math.unsorted_segment_sum(mask, microbatch, m)
         sums = grads.microbatch_sums(microbatch, m)
         return sums, counts, grads.loss_sum
+
+    def clip_weights(self, squared_norms, mask):
+        """min(1, C/‖g_i‖) for each row of squared norms ‖g_i‖² (0 for padded rows) at this run's C."""
+        return clip_weights(squared_norms, self.config.l2_norm_clip, mask)
 
     def microbatch_clip_weights(self, sums, counts):
         """c_j / n_j of `per_example.microbatch_clip_weights` at this run's C."""
@@ -155,12 +159,16 @@ class DPSGDStep:
         weights = self.microbatch_clip_weights(sums, counts)
         return [tf.tensordot(weights, s, axes=1) for s in sums]
 
-    def _noise_and_apply(self, statistics_, step):
+    def clipped_sum(self, statistics_):
+        """(Σ of the clipped terms per variable, loss sum) of one step's statistics: the sum
+        that the Gaussian noise is added to."""
         if self.config.per_example:
-            clipped, loss_sum = statistics_
-        else:
-            sums, counts, loss_sum = statistics_
-            clipped = self._clip_microbatches(sums, counts)
+            return statistics_
+        sums, counts, loss_sum = statistics_
+        return self._clip_microbatches(sums, counts), loss_sum
+
+    def _noise_and_apply(self, statistics_, step):
+        clipped, loss_sum = self.clipped_sum(statistics_)
         sizes = [int(np.prod(v.shape)) for v in self.variables]
         noise = tf.random.stateless_normal(
             [sum(sizes)], seed=tf.stack([self.noise_key, tf.cast(step, tf.int64)]),
@@ -240,12 +248,14 @@ def train(
     on_epoch_end: Callable[[EpochMetrics], bool | None] | None = None,
     jit_compile: bool | None = None,
     model: keras.Model | None = None,
+    step_factory: Callable[..., DPSGDStep] = DPSGDStep,
 ) -> TrainResult:
     """Train with DP-SGD and account for it. See the module docstring for the exact step.
 
     delta: the δ of the reported ε (default 1/N^1.1). on_epoch_end: called with each epoch's
     metrics; return True to stop early; exceptions propagate. model: an already built
     model to train (default: built from model_spec, initial weights fixed by the config's seed).
+    step_factory: builds the step from DPSGDStep's arguments (the one-run audit's canary step).
     """
     n = dataset.n_train
     if config.batch_size > n:
@@ -255,7 +265,7 @@ def train(
     if model is None:
         model = build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=init_seed)
     jit_compile = JIT_COMPILE_DEFAULT if jit_compile is None else jit_compile
-    step_fn = DPSGDStep(
+    step_fn = step_factory(
         model, make_optimizer(config), config, tf.constant(dataset.x_train), tf.constant(dataset.y_train),
         noise_key, jit_compile,
     )
