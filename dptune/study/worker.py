@@ -11,6 +11,15 @@ mid-trial leaves its trial RUNNING only for the grace period (3 heartbeats); the
 worker to look marks it FAIL and re-queues it. Finished trials are in the storage as soon
 as they end, so killing a worker never loses one.
 
+Reliability (dptune.study.storage): each queued trial is claimed by exactly one worker (on
+SQLite every transaction takes the write lock at its start); a storage call that cannot reach
+the database (a restart, a busy or full disk) is retried with backoff for up to
+STORAGE_RETRY_SECONDS (120 s; $DPTUNE_STORAGE_RETRY_SECONDS), after which the worker exits with an `error:` line (exit 3);
+a worker whose trial was taken over while it was silent (frozen, or cut off past the grace
+period) logs it and goes on with the next trial; a trial lost to faults is re-queued at most
+MAX_RETRY (2) times, and one lost once more is reported as given up (its fail reason says
+so), not silently dropped.
+
 dptune.study.launch builds this command line and starts it (for `dptune tune` and the
 dashboard). This module's top imports stay light (the `dptune` parser imports
 `add_arguments`); TensorFlow and Optuna are imported when a worker runs.
@@ -51,6 +60,7 @@ def run_worker(
     """Run queued trials of `study_name`; returns how many this worker ran."""
     from dptune.data.dataset import Dataset
     from dptune.engine.runtime import share_gpus_between_processes
+    from dptune.study.format import StudyRecord
     from dptune.study.results import update_search_cost
     from dptune.study.search import load_study, open_storage, run_queued_trials
 
@@ -59,8 +69,8 @@ def run_worker(
     heartbeat = heartbeat_seconds or spec.heartbeat_seconds
     study, spec, _ = load_study(study_name, storage, heartbeat_seconds=heartbeat, load_dataset=False,
                                 worker_index=worker_index)
-    attrs = study.user_attrs
-    dataset = Dataset.load(attrs["dataset"]["fingerprint"], workspace or attrs["workspace"])
+    record = StudyRecord.of(study)
+    dataset = Dataset.load(record.dataset.fingerprint, workspace or record.workspace)
     if heartbeat != spec.heartbeat_seconds:
         spec = spec.replace(heartbeat_seconds=heartbeat)
     ran = run_queued_trials(
@@ -72,11 +82,22 @@ def run_worker(
 
 
 def handle(args: argparse.Namespace) -> int:
-    """The `worker` subcommand."""
-    ran = run_worker(
-        args.study, args.storage, n_trials=args.n_trials, heartbeat_seconds=args.heartbeat,
-        workspace=args.workspace, worker_index=args.worker_index, wait=not args.no_wait,
-    )
+    """The `worker` subcommand. Exit 3 when the storage stayed unreachable past its retries."""
+    from dptune.study.storage import STORAGE_RETRY_SECONDS, is_transient
+
+    try:
+        ran = run_worker(
+            args.study, args.storage, n_trials=args.n_trials, heartbeat_seconds=args.heartbeat,
+            workspace=args.workspace, worker_index=args.worker_index, wait=not args.no_wait,
+        )
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        cause = error.__cause__ or error
+        first_line = (str(cause).splitlines() or [""])[0][:300]
+        print(f"error: the storage could not be reached for {STORAGE_RETRY_SECONDS:.0f} s ({type(cause).__name__}: "
+              f"{first_line}); start the worker again once the database is back", file=sys.stderr)
+        return 3
     print(f"worker {args.worker_index}: ran {ran} trial(s) of study {args.study!r}")
     return 0
 

@@ -6,6 +6,12 @@ A worker is `python -m dptune worker --study NAME --storage URL --n-trials K`
 (its own process group, so closing the app or the browser tab never stops it, and stopping it
 stops its children too). Its record `<workspace>/workers/<study>/<pid>.json` holds the pid,
 the command, the log file and the start time; the log is `<pid>.log` next to it.
+
+A pid read from a record is signalled only while that process still runs the recorded command
+(`runs_recorded_command`: /proc/<pid>/cmdline, or `ps`): a pid reused by another process after
+the worker ended is left alone, and counts as not alive. A worker that exited by itself (killed,
+crashed, or the storage unreachable past its retries) while its study still has unfinished
+trials is "dead" (`dead_workers`); `restart_dead_workers` starts the same command again.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from dptune.study.launch import spawn, worker_command
@@ -35,10 +41,12 @@ class WorkerRecord:
     command: list[str]
     log: str
     started: float
+    stopped: bool = False  # stopped from the dashboard (not dead)
+    replaced_by: int | None = None  # the pid of the worker that restarted it
 
     @property
     def alive(self) -> bool:
-        return process_alive(self.pid, self.started)
+        return process_alive(self.pid, self.started) and runs_recorded_command(self.pid, self.command)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -79,6 +87,55 @@ def process_alive(pid: int, started: float | None = None) -> bool:
             except (ValueError, IndexError, OSError):
                 pass
     return True
+
+
+def process_command(pid: int) -> list[str] | None:
+    """The command line of process `pid` (None when it is gone or unreadable).
+
+    A process caught in the middle of exec (just spawned) has an empty command line for a
+    moment: read again for up to half a second unless it is a zombie."""
+    for _ in range(50):
+        command = _read_command(pid)
+        if command != []:
+            return command
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+        if state in ("Z", "X"):
+            return None
+        time.sleep(0.01)
+    return None
+
+
+def _read_command(pid: int) -> list[str] | None:
+    """[] for an empty command line (a zombie, a kernel thread, a process in exec)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self/cmdline").exists():
+            return None  # /proc works: the process is gone
+        try:  # no /proc (macOS): ask ps
+            out = subprocess.run(["ps", "-o", "args=", "-p", str(int(pid))], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
+    except OSError:
+        return None
+    if not raw:
+        return []
+    return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
+
+
+def runs_recorded_command(pid: int, command: list[str]) -> bool:
+    """True when process `pid` runs `command` (a worker's recorded command line): before the
+    dashboard signals a pid read from the workspace, it checks it is still that worker."""
+    actual = process_command(pid)
+    if actual is None:
+        return False
+    if actual == list(command):
+        return True
+    return " ".join(actual) == " ".join(command)  # `ps` gives one string, split on spaces
 
 
 def _boot_time() -> float | None:
@@ -144,20 +201,67 @@ def live_workers(workspace: Workspace, study: str | None = None) -> list[WorkerR
     return [record for record in list_workers(workspace, study) if record.alive]
 
 
+def _rewrite(workspace: Workspace, record: WorkerRecord, **changes: object) -> WorkerRecord:
+    updated = replace(record, **changes)
+    path = workspace.worker_dir(record.study) / f"{record.pid}.json"
+    try:
+        path.write_text(json.dumps(asdict(updated), indent=1))
+    except OSError:
+        pass
+    return updated
+
+
+def dead_workers(workspace: Workspace, study: str) -> list[WorkerRecord]:
+    """The study's recorded workers that are gone although nobody stopped them (killed,
+    crashed, storage unreachable) and that no restart replaced yet; newest first. Whether that
+    matters depends on the study: the page shows them while trials are unfinished."""
+    return [record for record in list_workers(workspace, study)
+            if not record.stopped and record.replaced_by is None and not record.alive]
+
+
+def exit_summary(record: WorkerRecord) -> str:
+    """The last `error:` or exception line of a worker's log, or its last line."""
+    lines = [line for line in record.log_tail(40).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:") or "Error" in line.split(":", 1)[0]:
+            return line[:300]
+    return lines[-1][:300] if lines else "(empty log)"
+
+
+def restart_dead_workers(workspace: Workspace, study: str, *, env: dict[str, str] | None = None) -> list[WorkerRecord]:
+    """Start each dead worker's command again (a new process and record); the old record says
+    which pid replaced it. Returns the new records."""
+    started = []
+    for record in dead_workers(workspace, study):
+        (new,) = start_workers(workspace, study, n_workers=1, n_trials_each=record.n_trials, storage=record.storage,
+                               env=env, command=record.command)
+        _rewrite(workspace, record, replaced_by=new.pid)
+        started.append(new)
+    return started
+
+
 def stop_workers(workspace: Workspace, study: str, *, grace_seconds: float = 5.0) -> list[int]:
-    """Stop the study's live workers: SIGTERM to each process group, SIGKILL after the grace."""
+    """Stop the study's live workers: SIGTERM to each process group, SIGKILL after the grace.
+
+    Only a pid that still runs its record's command is signalled (runs_recorded_command),
+    checked again before the SIGKILL."""
     stopped = []
+    commands = {}
     for record in live_workers(workspace, study):
+        if not runs_recorded_command(record.pid, record.command):
+            continue
         try:
             os.killpg(record.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             continue
         stopped.append(record.pid)
+        commands[record.pid] = record.command
+        _rewrite(workspace, record, stopped=True)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline and any(process_alive(pid) for pid in stopped):
         time.sleep(0.1)
     for pid in stopped:
-        if process_alive(pid):
+        if process_alive(pid) and runs_recorded_command(pid, commands[pid]):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
