@@ -32,6 +32,9 @@ RETRY_OF = "failed_trial"
 """Optuna's system attribute on a retry: the number of the killed trial it repeats."""
 RETRY_HISTORY = "retry_history"
 """Optuna's system attribute on a retry: the numbers of every earlier attempt."""
+GAVE_UP_PREFIX = "gave_up:"
+"""Study attribute `gave_up:<number>`: why trial <number>, lost to faults too often, was not
+queued again (one attribute per trial, so that workers never overwrite each other's)."""
 
 
 def json_safe(value: Any) -> Any:
@@ -78,7 +81,9 @@ class StudyRecord:
     include the search's own cost; created_at: ISO time; search_cost: the search's privacy
     cost, kept current after every trial (dptune.study.results.search_cost); recipe: the
     recipe's state (clip, baseline, noise_search, scaled, verify); ui_clip_selection: the
-    dashboard's clip-norm release in studies made before the spec recorded it."""
+    dashboard's clip-norm release in studies made before the spec recorded it; gave_up:
+    {trial number: why it was not queued again} (dptune.study.storage's retry limit), written
+    with `record_gave_up`."""
 
     mode: str | None = None
     search_spec: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +99,7 @@ class StudyRecord:
     search_cost: dict[str, Any] | None = None
     recipe: dict[str, Any] | None = None
     ui_clip_selection: dict[str, Any] | None = None
+    gave_up: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -105,6 +111,10 @@ class StudyRecord:
         """The record of a study's user attributes; missing ones read as the defaults."""
         values = {f.name: attrs[f.name] for f in fields(cls) if attrs.get(f.name) is not None}
         values["dataset"] = DatasetRecord.from_dict(attrs.get("dataset"))
+        values["gave_up"] = {
+            int(key[len(GAVE_UP_PREFIX):]): str(value) for key, value in attrs.items()
+            if key.startswith(GAVE_UP_PREFIX) and key[len(GAVE_UP_PREFIX):].isdigit()
+        }
         if "n_trials_planned" in values:
             values["n_trials_planned"] = int(values["n_trials_planned"])
         return cls(**values)
@@ -137,7 +147,7 @@ class StudyRecord:
 
 def write_study(study: optuna.Study, **values: Any) -> None:
     """Set study attributes by StudyRecord field name (a DatasetRecord is stored as its dict)."""
-    _check_names(StudyRecord, values)
+    _check_names(StudyRecord, values, written_elsewhere={"gave_up"})
     for name, value in values.items():
         study.set_user_attr(name, value.to_dict() if isinstance(value, DatasetRecord) else value)
 
@@ -244,8 +254,13 @@ def write_trial(trial: optuna.Trial, **values: Any) -> None:
         trial.set_user_attr(name, value)
 
 
-def _check_names(record: type, values: dict[str, Any]) -> None:
-    known = {f.name for f in fields(record)} - {"retry_of", "retry_history"}
+def record_gave_up(study: optuna.Study, number: int, reason: str) -> None:
+    """Record why trial `number` is not queued again (StudyRecord.gave_up)."""
+    study.set_user_attr(f"{GAVE_UP_PREFIX}{int(number)}", str(reason))
+
+
+def _check_names(record: type, values: dict[str, Any], written_elsewhere: frozenset[str] | set[str] = frozenset()) -> None:
+    known = {f.name for f in fields(record)} - {"retry_of", "retry_history"} - set(written_elsewhere)
     unknown = sorted(set(values) - known)
     if unknown:
         raise TypeError(f"{record.__name__} has no field {', '.join(unknown)}")

@@ -26,7 +26,6 @@ from dptune.spec.ranges import PER_EXAMPLE
 from dptune.spec.search import SearchSpec
 from dptune.study.format import StudyRecord, TrialRecord, write_study
 from dptune.study.modes import _trials_key, calibrated_noise_multiplier, mode_for
-from dptune.study.storage import gave_up_trials
 
 FRAME_COLUMNS = [
     "number", "state", "val_accuracy", "epsilon", "epsilon_pld", "l2_norm_clip", "noise_multiplier",
@@ -68,7 +67,7 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def fail_reason(trial: FrozenTrial, retried_by: int | None = None, gave_up: str | None = None) -> str | None:
-    """Why a FAIL trial failed; `gave_up`: why it was not queued again (dptune.study.storage.gave_up_trials)."""
+    """Why a FAIL trial failed; `gave_up`: why it was not queued again (StudyRecord.gave_up)."""
     if trial.state != TrialState.FAIL:
         return None
     reason = TrialRecord.of(trial).fail_reason or KILLED_REASON
@@ -87,7 +86,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """
     trials = study.get_trials(deepcopy=False)
     retried = _retried_numbers(trials)
-    gave_up = gave_up_trials(study.user_attrs)
+    gave_up = StudyRecord.of(study).gave_up
     rows = []
     for trial in trials:
         record = TrialRecord.of(trial)

@@ -26,7 +26,7 @@ What dptune adds to Optuna's RDBStorage (`open_storage`):
   for the grace period (its worker was killed, frozen or cut off) is marked FAIL and queued
   again as a new trial with the same parameters (Optuna's RetryHeartbeatStaleTrialCallback).
   A trial lost MAX_RETRY + 1 times is not queued again; that is recorded in the study
-  attribute `gave_up:<trial number>` (GAVE_UP_PREFIX) with the reason, which
+  attribute `gave_up:<trial number>` (dptune.study.format.StudyRecord.gave_up) with the reason, which
   dptune.study.results shows as the failed trial's reason.
 """
 
@@ -47,10 +47,12 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 
+from dptune.study.format import record_gave_up
+
 MAX_RETRY = 2
 """How many times a trial lost to a fault (no heartbeat for the grace period: its worker was
 killed, frozen or cut off from the storage) is queued again; the trial lost once more is
-reported as given up (GAVE_UP_PREFIX), not retried."""
+reported as given up (StudyRecord.gave_up), not retried."""
 
 STORAGE_RETRY_SECONDS = float(os.environ.get("DPTUNE_STORAGE_RETRY_SECONDS", "120"))
 """How long a storage call that cannot reach the database is retried before its error is raised
@@ -58,10 +60,6 @@ STORAGE_RETRY_SECONDS = float(os.environ.get("DPTUNE_STORAGE_RETRY_SECONDS", "12
 
 SQLITE_BUSY_SECONDS = 60
 """How long a SQLite transaction waits for the database's write lock."""
-
-GAVE_UP_PREFIX = "gave_up:"
-"""Study user attribute `gave_up:<number>`: why trial <number> (lost to a fault MAX_RETRY + 1
-times, counting its retries) was not queued again."""
 
 _log = logging.getLogger("dptune.storage")
 T = TypeVar("T")
@@ -238,7 +236,7 @@ class RetryLostTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         history = [*trial.system_attrs.get("retry_history", []), trial.number]
         if self._max_retry is not None and len(history) > self._max_retry:
-            study.set_user_attr(f"{GAVE_UP_PREFIX}{trial.number}", gave_up_reason(history, self._max_retry))
+            record_gave_up(study, trial.number, gave_up_reason(history, self._max_retry))
             return
         super().__call__(study, trial)
 
@@ -247,18 +245,6 @@ def gave_up_reason(history: list[int], max_retry: int = MAX_RETRY) -> str:
     runs = ", ".join(str(n) for n in history)
     return (f"lost {len(history)} times (trials {runs}): not queued again, dptune retries a lost trial "
             f"at most {max_retry} times")
-
-
-def gave_up_trials(study_user_attrs: dict[str, Any]) -> dict[int, str]:
-    """{trial number: why it was not queued again} from a study's user attributes."""
-    out = {}
-    for key, value in study_user_attrs.items():
-        if key.startswith(GAVE_UP_PREFIX):
-            try:
-                out[int(key[len(GAVE_UP_PREFIX):])] = str(value)
-            except ValueError:
-                continue
-    return out
 
 
 def backend(storage: Any) -> Any:

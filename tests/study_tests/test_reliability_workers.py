@@ -23,10 +23,11 @@ from optuna.trial import TrialState
 from search_helpers import TINY_MLP
 
 from dptune.spec.search import SearchSpec
+from dptune.study.format import GAVE_UP_PREFIX, StudyRecord
 from dptune.study.launch import spawn_worker
 from dptune.study.results import finished_trials, trials_frame
 from dptune.study.search import create_study
-from dptune.study.storage import GAVE_UP_PREFIX, MAX_RETRY, RetryLostTrial, gave_up_trials, open_storage
+from dptune.study.storage import MAX_RETRY, RetryLostTrial, open_storage
 
 RAN = re.compile(r"worker \d+: ran (\d+) trial\(s\)")
 
@@ -291,7 +292,7 @@ def test_a_trial_lost_more_than_max_retry_times_is_reported(tmp_path):
     assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) == 1
     callback(study, lost[-1])  # lost MAX_RETRY + 1 times: reported, not queued
     assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) == 1
-    reasons = gave_up_trials(study.user_attrs)
+    reasons = StudyRecord.of(study).gave_up
     assert list(reasons) == [MAX_RETRY] and f"{GAVE_UP_PREFIX}{MAX_RETRY}" in study.user_attrs
     assert f"lost {MAX_RETRY + 1} times" in reasons[MAX_RETRY]
     frame = trials_frame(study).set_index("number")
