@@ -12,6 +12,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
     epsilon_includes_search_cost: false
     clip_selection_epsilon: 0      # ε of clip-norm histograms already released on this dataset (composed into every trial)
     max_trial_epsilon: null        # pareto only: no trial spends more (default 3 x target_epsilon; σ's range is raised)
+    fairness_limit: null           # e.g. {metric: equalized_odds_difference, limit: 0.1} (dptune.spec.fairness)
     ranges:                        # [low, high] (log scale), a single value fixes it
       l2_norm_clip: [0.1, 10]
       learning_rate: [0.01, 1.0]
@@ -42,6 +43,7 @@ from typing import Any
 from dptune.errors import ConfigError
 from dptune.spec.config import OPTIMIZERS, SAMPLINGS, DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.fairness import FairnessLimit
 from dptune.spec.modes import MODES, ModeRules, mode_rules
 from dptune.spec.pruner import PrunerSpec
 from dptune.spec.ranges import SearchRanges, default_ranges
@@ -76,6 +78,7 @@ class SearchSpec:
     epsilon_includes_search_cost: bool = False
     clip_selection_epsilon: float = 0.0
     max_trial_epsilon: float | None = None
+    fairness_limit: FairnessLimit | None = None
     ranges: SearchRanges | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
     sampler: str = "tpe"
@@ -100,6 +103,9 @@ class SearchSpec:
             fixed = self.fixed if isinstance(self.fixed, dict) else {}
             object.__setattr__(self, "ranges", default_ranges(rules, fixed.get("optimizer", "sgd")))
         self._check_max_trial_epsilon()
+        if self.fairness_limit is not None and rules.runs_recipe:
+            raise ConfigError("fairness_limit: not used in recipe mode (its objective is σ, chosen against the "
+                              "non-private baseline); use budgeted or pareto mode, or remove it")
         if self.pruner is None:
             # pareto: Optuna cannot prune multi-objective trials; recipe: the objective is
             # sigma, not accuracy, so a median pruner would stop exactly the trials it needs.
@@ -243,6 +249,7 @@ class SearchSpec:
             "epsilon_includes_search_cost": self.epsilon_includes_search_cost,
             "clip_selection_epsilon": self.clip_selection_epsilon,
             **({"max_trial_epsilon": self.max_trial_epsilon} if self.max_trial_epsilon is not None else {}),
+            **({"fairness_limit": self.fairness_limit.to_dict()} if self.fairness_limit is not None else {}),
             "ranges": self.ranges.to_dict(),
             "fixed": dict(self.fixed),
             "sampler": self.sampler,
@@ -287,6 +294,8 @@ class SearchSpec:
             kwargs["clip_selection_epsilon"] = number(values["clip_selection_epsilon"], "clip_selection_epsilon", low=0)
         if values.get("max_trial_epsilon") is not None:
             kwargs["max_trial_epsilon"] = number(values["max_trial_epsilon"], "max_trial_epsilon", low=0, low_open=True)
+        if values.get("fairness_limit") is not None:
+            kwargs["fairness_limit"] = FairnessLimit.from_dict(values["fairness_limit"])
         if values.get("ranges") is not None:
             fixed = values.get("fixed") if isinstance(values.get("fixed"), dict) else {}
             kwargs["ranges"] = SearchRanges.from_dict(values["ranges"],

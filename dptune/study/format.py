@@ -172,7 +172,9 @@ class TrialRecord:
     rows they read are not protected by ε): fairness (dptune.evaluation.fairness.FairnessReport
     dict: per-class accuracy, per-group metrics with sizes, the gaps), membership
     (dptune.evaluation.membership.MembershipReport dict: two attacks, training rows against
-    validation rows, and their slices), evaluation_seconds (s, both together), evaluation_error
+    validation rows, and their slices), fairness_violation / within_fairness_limit (with the
+    search's fairness_limit: how far the trial is over it, > 0 over; False too when its metric
+    could not be measured), evaluation_seconds (s, both together), evaluation_error
     (why they could not be computed; the trial itself still counts).
     retry_of / retry_history (Optuna's system attrs): the killed trial(s) this one repeats."""
 
@@ -206,6 +208,8 @@ class TrialRecord:
     membership: dict[str, Any] | None = None
     evaluation_seconds: float | None = None
     evaluation_error: str | None = None
+    fairness_violation: float | None = None
+    within_fairness_limit: bool | None = None
     prune_reason: str | None = None
     fail_reason: str | None = None
     surplus: bool = False

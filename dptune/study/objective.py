@@ -28,6 +28,7 @@ from dptune.engine.runtime import device_name, is_out_of_memory
 from dptune.errors import DPTuneError
 from dptune.privacy.search_cost import epsilon_with_clip_selection
 from dptune.spec.config import DPSGDConfig, ModelSpec
+from dptune.spec.fairness import FairnessLimit
 from dptune.spec.search import SearchSpec
 from dptune.study.format import StudyRecord, TrialRecord, json_safe, write_trial
 from dptune.study.modes import mode_for
@@ -268,8 +269,9 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
     budgeted, pareto; dptune.study.search picks the recipe's own for a recipe study).
 
     Each trial: refuse it if it is a surplus one, take its config from the mode (a user-level
-    error fails the trial), train it (reporting to the pruner when the mode prunes), and
-    return the mode's objective value. Raises TrialFailed / optuna.TrialPruned (recorded)."""
+    error fails the trial), train it (reporting to the pruner when the mode prunes), hold it
+    to the spec's fairness_limit (check_fairness_limit), and return the mode's objective value.
+    Raises TrialFailed / optuna.TrialPruned (recorded)."""
     mode = mode_for(spec.mode)
 
     def objective(trial: optuna.Trial):
@@ -283,6 +285,22 @@ def make_objective(spec: SearchSpec, dataset: Dataset, *, delta: float, train_fn
             train_fn=train_fn,
             extra_epsilon=total_with_clip(dataset.n_train, delta, clip_epsilon) if clip_epsilon > 0 else None,
         )
+        if spec.fairness_limit is not None:
+            check_fairness_limit(trial, spec.fairness_limit)
         return mode.objective_value(result, trial)
 
     return objective
+
+
+FAIRNESS_CONSTRAINT = "fairness_limit"
+"""The Optuna constraint of a search with a fairness_limit (feasible when <= 0)."""
+
+
+def check_fairness_limit(trial: optuna.Trial, limit: FairnessLimit) -> None:
+    """Record how far the finished trial's fairness (measured on the validation rows) is over
+    `limit` and tell the sampler (constraint FAIRNESS_CONSTRAINT). A trial whose metric could
+    not be measured (no fairness report, or no group where it is defined) counts as over the
+    limit: it cannot be shown to meet it."""
+    violation = limit.violation(TrialRecord.of(trial).fairness)
+    write_trial(trial, fairness_violation=violation, within_fairness_limit=violation is not None and violation <= 0)
+    trial.set_constraint(FAIRNESS_CONSTRAINT, 1.0 if violation is None else violation)

@@ -34,7 +34,7 @@ FRAME_COLUMNS = [
     # beyond the contract's list:
     "epsilon_total", "epsilon_planned", "val_loss", "rdp_order", "delta", "optimizer", "sampling", "seed",
     "gradient_path", "prune_reason", "retry_of", "values", "datetime_start", "datetime_complete", "sampler",
-    "worker",
+    "worker", "within_fairness_limit", "fairness_violation",
 ]
 KILLED_REASON = "stopped without a result: its worker was killed or lost (no heartbeat for the grace period)"
 EPSILON_SLACK = 1e-9
@@ -131,17 +131,22 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "datetime_complete": trial.datetime_complete,
             "sampler": record.sampler,
             "worker": record.worker,
+            "within_fairness_limit": record.within_fairness_limit,
+            "fairness_violation": record.fairness_violation,
         })
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
 def best_trial_within(study: optuna.Study, target_epsilon: float | None = None) -> FrozenTrial | None:
     """The COMPLETE trial with the highest validation accuracy whose ε (with the clip-norm
-    selection, when there was one) is at most `target_epsilon` (default: the study's).
-    Ties go to the smaller ε. None when no trial qualifies."""
+    selection, when there was one) is at most `target_epsilon` (default: the study's) and that
+    is not over the search's fairness_limit. Ties go to the smaller ε. None when no trial
+    qualifies."""
     target = StudyRecord.of(study).target_epsilon if target_epsilon is None else target_epsilon
     trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    candidates = ((number, TrialRecord.of(t).val_accuracy, TrialRecord.of(t).epsilon) for number, t in trials.items())
+    records = {number: TrialRecord.of(t) for number, t in trials.items()}
+    candidates = ((number, r.val_accuracy, r.epsilon) for number, r in records.items()
+                  if r.within_fairness_limit is not False)
     number = best_within(candidates, target)
     return None if number is None else trials[number]
 

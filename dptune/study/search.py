@@ -82,6 +82,11 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
             f"(ε = {dataset.preprocessing_epsilon:g}: {dataset.preprocessing_note}); prepare it again with this "
             "version of dptune (upload it again), which fits nothing on the rows"
         )
+    if spec.fairness_limit is not None and dataset.sensitive_val is None:
+        raise ConfigError(
+            f"fairness_limit: dataset {dataset.name!r} has no sensitive attribute to measure "
+            f"{spec.fairness_limit.metric} on; choose one on the Data page (or remove fairness_limit)"
+        )
     workspace = str(Path(spec.workspace).resolve())
     pinned = spec.replace(
         dataset=DatasetRef(

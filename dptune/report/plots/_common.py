@@ -132,8 +132,11 @@ def best_within_budget(frame: pd.DataFrame, target_epsilon: float | None) -> int
     """The number of the best trial within the budget, by the one rule
     (dptune.study.results.best_within, as `dptune tune` and `dptune export` choose) applied to
     the frame's COMPLETE trials and their total ε (training plus the releases before it,
-    `epsilon_total`). None when no trial qualifies."""
+    `epsilon_total`), without those over the search's fairness_limit. None when no trial
+    qualifies."""
     done = comparable_trials(frame)
+    if "within_fairness_limit" in done:
+        done = done[done["within_fairness_limit"].astype(object).ne(False)]  # over the fairness_limit: never chosen
     total = _numeric(done, "epsilon_total").fillna(_numeric(done, "epsilon"))
     return best_within(zip(done["number"], _numeric(done, "val_accuracy"), total), target_epsilon)
 
