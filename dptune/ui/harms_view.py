@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dptune.report import harms_plots
+from dptune.spec.fairness import FairnessLimit
 from dptune.study.format import TrialRecord
 from dptune.ui import core
 
@@ -37,10 +38,20 @@ def harms_tab(snapshot: core.StudySnapshot, number: int | None) -> None:
     st.caption("Membership inference: members are training rows, non-members validation rows (balanced); the "
                "stronger of a loss-threshold and a cross-validated logistic-regression attack. Fairness: per "
                "sensitive group (gaps are max − min over groups). " + harms_plots.VALIDATION_NOTE)
+    limit = FairnessLimit.from_dict(snapshot.record.search_spec.get("fairness_limit"))
+    if limit is not None:
+        over = [str(n) for n, r in records if r.within_fairness_limit is False]
+        st.caption(f"Fairness limit {limit.describe()} (the search's fairness_limit): "
+                   + (f"over it, so never chosen as the best trial: trial(s) {', '.join(over)}." if over
+                      else "every finished trial meets it."))
     record = dict(records).get(number) if number is not None else None
     if record is None:
         return
     st.markdown(f"**Trial {number}: attacks and groups**")
+    if limit is not None and record.within_fairness_limit is not None:
+        distance = "not measurable" if record.fairness_violation is None else f"{record.fairness_violation:+.3f}"
+        st.caption(f"Trial {number} {'meets' if record.within_fairness_limit else 'is over'} the fairness limit "
+                   f"{limit.describe()} (distance to it: {distance}; > 0 is over).")
     if record.membership:
         st.dataframe(pd.DataFrame(record.membership["attacks"]), hide_index=True, key="harms-attacks")
         st.caption(f"{record.membership['per_side']:,} rows per side. ε lower bound: at 95 % confidence, what the "

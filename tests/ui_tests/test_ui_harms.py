@@ -9,6 +9,7 @@ from ui_testing import messages, open_page, storage_url
 
 from dptune.evaluation.fairness import fairness_report
 from dptune.evaluation.membership import membership_report
+from dptune.spec.fairness import FairnessLimit
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -71,3 +72,33 @@ def test_without_recorded_metrics_the_tab_says_so(workspace):
     at.run()
     assert not at.exception and not at.error, messages(at)
     assert any("No finished trial recorded membership-inference" in i for i in messages(at)["info"])
+
+
+def test_trials_over_the_fairness_limit_are_listed_and_the_chosen_one_says_where_it_stands(workspace):
+    """With a search fairness_limit, the tab names the trials over it (from the recorded
+    distance, recomputed here from the real fairness reports) and the chosen trial's standing."""
+    source = make_study(optuna.storages.InMemoryStorage(), "src", 4, target_epsilon=100.0)
+    study = make_study(storage_url(workspace), "s", 0, target_epsilon=100.0)
+    limit = FairnessLimit("worst_group_accuracy", 0.7)
+    study.set_user_attr("search_spec", {**study.user_attrs["search_spec"], "fairness_limit": limit.to_dict()})
+    metrics = [_metrics(index) for index in range(len(source.trials))]
+    violations = [limit.violation(m["fairness"]) for m in metrics]
+    study.add_trials([
+        create_trial(state=t.state, values=t.values, params=t.params, distributions=t.distributions,
+                     user_attrs={**t.user_attrs, **metrics[i], "fairness_violation": violations[i],
+                                 "within_fairness_limit": violations[i] <= 0})
+        for i, t in enumerate(source.trials)
+    ])
+    at = open_page(workspace, "tradeoffs")
+    at.session_state["trade-tabs"] = "Attacks & fairness"
+    at.run()
+    assert not at.exception and not at.error, messages(at)
+    captions = " ".join(c.value for c in at.caption)
+    complete = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+    over = [n for n in complete if violations[n] > 0]
+    assert over, "the crafted minority must miss a 0.7 floor in some trial"
+    assert f"trial(s) {', '.join(map(str, over))}." in captions
+    chosen = at.selectbox(key="trade-trial-s").value
+    standing = "meets" if violations[chosen] <= 0 else "is over"
+    assert f"Trial {chosen} {standing} the fairness limit worst_group_accuracy >= 0.7" in captions
+    assert f"{violations[chosen]:+.3f}" in captions
