@@ -9,6 +9,7 @@ Layout under the root (default `./dptune-data/`; `$DPTUNE_WORKSPACE` in the app)
     uploads/<sha256>-<name>             files a user uploaded (data, `.keras` models); nowhere else
     workers/<study>/                    one JSON record and one log per worker process the app started
     exports/<study>-trial<n>.yaml       run YAML written by the Export page
+    audits/<study>-trial<n>-<mode>.json the latest `dptune audit` of that trial's run YAML (shown on Trade-offs)
     profiles/<fingerprint>-<model>.npy  exact per-example gradient norms: private, like the datasets
                                         (only the noisy histogram released from them leaves), with
                                         a `.log` of the process that computed them
@@ -149,6 +150,15 @@ class Workspace:
     def export_path(self, study: str, trial_number: int) -> Path:
         """The run YAML of one trial of `study`."""
         return self.exports_dir / f"{safe_filename(study, default='study')}-trial{int(trial_number)}.yaml"
+
+    @property
+    def audits_dir(self) -> Path:
+        """Results of `dptune audit` (JSON), read by the dashboard."""
+        return self.root / "audits"
+
+    def audit_path(self, study: str, trial_number: int, mode: str) -> Path:
+        """The latest `mode` ("black_box" | "white_box") one-run audit of one trial of `study`."""
+        return self.audits_dir / f"{safe_filename(study, default='study')}-trial{int(trial_number)}-{safe_filename(mode)}.json"
 
     @property
     def profiles_dir(self) -> Path:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 from dptune.errors import ConfigError
 from dptune.privacy.statement import format_epsilon
 from dptune.spec.run import load_run_config
+from dptune.workspace import DEFAULT_WORKSPACE, Workspace, write_atomically
 
 DEFAULT_CANARIES = 1000
 MAX_CANARIES = 100_000
@@ -70,11 +73,27 @@ def handle_audit(args: argparse.Namespace) -> int:
                            delta=run.delta)
     for line in audit_lines(report):
         print(line)
+    saved = save_audit(report, run, args.workspace)
+    if saved is not None:
+        print(f"  saved for the dashboard (Trade-offs, Attacks & fairness): {saved}")
     if args.membership:
         for line in membership_lines(dataset, run):
             print(line)
     refuted = math.isfinite(report.epsilon_rdp) and report.audit.epsilon_lower_bound > report.epsilon_rdp
     return EXIT_REFUTED if refuted else 0
+
+
+def save_audit(report, run, workspace: str | None) -> Path | None:
+    """Keep the audit of a run YAML exported from a study (it names the study and trial) in the
+    workspace, where the dashboard shows it beside that trial; None for a YAML of no study."""
+    search = run.search or {}
+    if search.get("study") is None or search.get("trial") is None:
+        return None
+    folder = Workspace.at(workspace or run.dataset.workspace or DEFAULT_WORKSPACE)
+    path = folder.audit_path(str(search["study"]), int(search["trial"]), report.mode)
+    text = json.dumps({**report.to_dict(), "config_digest": (run.accountant or {}).get("digest")}, indent=1).encode()
+    write_atomically(path, lambda handle: handle.write(text))
+    return path
 
 
 def membership_lines(dataset, run) -> list[str]:

@@ -7,11 +7,13 @@ rows' losses); ε does not protect the validation rows, and the page says so.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from dptune.privacy.statement import format_epsilon
 from dptune.report import harms_plots
 from dptune.spec.fairness import FairnessLimit
 from dptune.study.format import TrialRecord
@@ -57,10 +59,30 @@ def harms_tab(snapshot: core.StudySnapshot, number: int | None) -> None:
         st.caption(f"{record.membership['per_side']:,} rows per side. ε lower bound: at 95 % confidence, what the "
                    "attack's rates imply (rows of one run treated as independent trials; the one-run audit, "
                    "`dptune audit`, is the rigorous check).")
+    for line in audit_lines(snapshot.name, number):
+        st.caption(line)
     if record.fairness:
         _fairness_tables(record.fairness)
     if record.evaluation_error:
         st.warning(f"The metrics could not be computed: {record.evaluation_error}", icon=":material/warning:")
+
+
+def audit_lines(study: str, number: int) -> list[str]:
+    """One line per saved one-run audit (`dptune audit` of this trial's run YAML), newest mode first."""
+    lines = []
+    for mode, kind in (("white_box", "white-box"), ("black_box", "black-box")):
+        path = core.workspace().audit_path(study, number, mode)
+        try:
+            audit = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        bound, claimed = float(audit["epsilon_lower_bound"]), float(audit["accountant_epsilon_rdp"])
+        verdict = ("REFUTED: above the accountant's ε, the guarantee does not hold" if bound > claimed
+                   else "consistent with the accountant's ε (an audit can refute a guarantee, never prove one)")
+        lines.append(f"One-run audit ({kind}, {int(audit['canaries']):,} canaries; Steinke, Nasr & Jagielski 2023): "
+                     f"ε lower bound {bound:.3f} at {float(audit['confidence']):.0%} confidence against the "
+                     f"accountant's ε {format_epsilon(claimed)}: {verdict}.")
+    return lines
 
 
 def _fairness_tables(fairness: dict[str, Any]) -> None:

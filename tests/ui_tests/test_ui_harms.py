@@ -1,15 +1,21 @@
 """Trade-offs page, "Attacks & fairness" tab (AppTest): membership inference and group fairness
 against ε, and the chosen trial's tables, from metrics computed on real arrays."""
 
+import json
+
 import numpy as np
 import optuna
 from optuna.trial import create_trial
 from synthetic_studies import make_study
 from ui_testing import messages, open_page, storage_url
 
+from dptune.data import builtin_dataset
+from dptune.engine.one_run_audit import one_run_audit
 from dptune.evaluation.fairness import fairness_report
 from dptune.evaluation.membership import membership_report
+from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.fairness import FairnessLimit
+from dptune.workspace import Workspace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,3 +108,25 @@ def test_trials_over_the_fairness_limit_are_listed_and_the_chosen_one_says_where
     standing = "meets" if violations[chosen] <= 0 else "is over"
     assert f"Trial {chosen} {standing} the fairness limit worst_group_accuracy >= 0.7" in captions
     assert f"{violations[chosen]:+.3f}" in captions
+
+
+def test_a_saved_one_run_audit_is_shown_beside_its_trial(workspace):
+    """`dptune audit` of a trial's run YAML (here a real audit of a small run) appears on the tab
+    with its bound, the accountant's ε and the verdict."""
+    study, _ = _study_with_metrics(workspace)
+    data = builtin_dataset("breast_cancer")
+    report = one_run_audit(data, ModelSpec("logreg"), DPSGDConfig(noise_multiplier=1.5, num_microbatches=32, batch_size=32, epochs=1),
+                           canaries=100, mode="black_box", delta=1e-5)
+    at = open_page(workspace, "tradeoffs")
+    at.session_state["trade-tabs"] = "Attacks & fairness"
+    at.run()
+    chosen = at.selectbox(key="trade-trial-s").value
+    path = Workspace.at(workspace).audit_path("s", chosen, "black_box")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(report.to_dict()))
+    at.run()
+    assert not at.exception and not at.error, messages(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert (f"One-run audit (black-box, 100 canaries; Steinke, Nasr & Jagielski 2023): ε lower bound "
+            f"{report.audit.epsilon_lower_bound:.3f} at 95% confidence") in captions
+    assert "consistent with the accountant's ε" in captions
