@@ -1,14 +1,17 @@
 """Seconds per step of DP-SGD against non-private Keras 3 training, measured in one run.
 
-The seed CNN (TF Privacy's MNIST tutorial) on 28x28x1 data, batch 250, C=1.5, sigma=1.3:
+The seed CNN (TF Privacy's MNIST tutorial) on 28x28x1 data (N = 10,000), batch B (default
+250), C=1.5, sigma=1.3:
   (a) non-private Keras 3 with SGD, the fastest of `train_on_batch` and a custom
       tf.function step, each with XLA on and off;
-  (b) dptune per-example clipping (m=250), (c) m=25, (d) m=1, Poisson sampling as in
-      training (padded chunks of B + 2 standard deviations of rows);
-each the median over timed steps after compilation, and its ratio to (a). Both XLA
-settings of dptune are measured; the ratio uses dptune's default setting for the device.
+  (b) dptune per-example clipping (m=B) with Poisson sampling as in training (each step's
+      chunk computed at the smallest traced size that holds its sample), (b') the same with
+      fixed batches of exactly B rows (`shuffle`), (c) m=25, (d) m=1, both Poisson;
+each the median over interleaved timed steps after compilation, and its ratio to (a). Both
+XLA settings are measured (`--xla-steps 0` skips the other one); the ratio uses dptune's
+default setting for the device (`jit_compile_default`).
 
-    python benchmarks/bench_dpsgd.py [--steps 40] [--json]
+    python benchmarks/bench_dpsgd.py [--batch-size 250] [--steps 40] [--json]
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dptune.engine.dpsgd import JIT_COMPILE_DEFAULT, DPSGDStep, make_optimizer  # noqa: E402
+from dptune.engine.dpsgd import DPSGDStep, jit_compile_default, make_optimizer  # noqa: E402
 from dptune.engine.models import build_model  # noqa: E402
 from dptune.engine.runtime import device_name  # noqa: E402
 from dptune.engine.sampling import make_sampler  # noqa: E402
 from dptune.spec.config import DPSGDConfig, ModelSpec  # noqa: E402
 
-BATCH, CLIP, SIGMA, N = 250, 1.5, 1.3, 10_000
+CLIP, SIGMA, N = 1.5, 1.3, 10_000
 
 
 def _median_seconds(run_step, steps: int, warmup: int = 3) -> float:
@@ -60,7 +63,7 @@ def interleaved_medians(settings: dict, rounds: int, warmup: int = 3) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def keras_steps(x, y, jit_compile: bool) -> dict:
+def keras_steps(x, y, batch: int, jit_compile: bool) -> dict:
     """Non-private Keras 3 steps: Keras's own `train_on_batch`, and a custom step
     (tf.function: tape gradient + optimizer.apply, batch gathered on the device as dptune does)."""
     rng = np.random.default_rng(0)
@@ -69,7 +72,7 @@ def keras_steps(x, y, jit_compile: bool) -> dict:
     model.compile(optimizer=keras.optimizers.SGD(0.25), loss=loss_fn, jit_compile=jit_compile)
 
     def keras_step():
-        idx = rng.choice(len(x), BATCH, replace=False)
+        idx = rng.choice(len(x), batch, replace=False)
         model.train_on_batch(x[idx], y[idx])
 
     custom = build_model(ModelSpec("seed_cnn"), x.shape[1:], 10, seed=0)
@@ -85,50 +88,65 @@ def keras_steps(x, y, jit_compile: bool) -> dict:
         return loss
 
     def custom_step():
-        float(train_step(rng.choice(len(x), BATCH, replace=False).astype(np.int32)))
+        float(train_step(rng.choice(len(x), batch, replace=False).astype(np.int32)))
 
     return {"train_on_batch": keras_step, "custom_step": custom_step}
 
 
-def dp_step(x, y, microbatches: int, jit_compile: bool):
+def dp_step(x, y, batch: int, microbatches: int | None, sampling: str, jit_compile: bool):
+    """One dptune step per call (sampling included, as in training); microbatches None: m = B.
+    The loss is read back every call, so that the timing covers the device work."""
     config = DPSGDConfig(
-        l2_norm_clip=CLIP, noise_multiplier=SIGMA, num_microbatches=microbatches, batch_size=BATCH,
-        learning_rate=0.25,
+        l2_norm_clip=CLIP, noise_multiplier=SIGMA, num_microbatches=microbatches or batch, batch_size=batch,
+        learning_rate=0.25, sampling=sampling,
     )
     model = build_model(ModelSpec("seed_cnn"), x.shape[1:], 10, seed=0)
     step_fn = DPSGDStep(model, make_optimizer(config), config, tf.constant(x), tf.constant(y), 1, jit_compile)
-    sampler = make_sampler("poisson", len(x), BATCH, microbatches, np.random.default_rng(0))
+    sampler = make_sampler(sampling, len(x), batch, config.num_microbatches, np.random.default_rng(0))
     counter = iter(range(10**9))
-    return lambda: step_fn.run(sampler.next_step(), next(counter))
+    return lambda: float(step_fn.run(sampler.next_step(), next(counter))[0])
 
 
-DP_SETTINGS = (("per_example", BATCH), ("microbatches_25", 25), ("microbatches_1", 1))
+DP_SETTINGS = (
+    ("per_example", None, "poisson"),
+    ("per_example_fixed_batch", None, "shuffle"),
+    ("microbatches_25", 25, "poisson"),
+    ("microbatches_1", 1, "poisson"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=250, help="B, expected examples per step (default 250)")
     parser.add_argument("--steps", type=int, default=40, help="timed rounds (default 40)")
-    parser.add_argument("--xla-steps", type=int, default=3, help="timed steps with XLA on (default 3: slow on CPUs)")
+    parser.add_argument("--xla-steps", type=int, default=3,
+                        help="timed steps with the other XLA setting (default 3: slow on CPUs; 0 skips it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     x = rng.random((N, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, N).astype(np.int32)
-    print(f"device: {device_name()}; seed CNN, batch {BATCH}, C={CLIP}, sigma={SIGMA}; "
+    batch = args.batch_size
+    print(f"device: {device_name()}; seed CNN, N {N}, batch {batch}, C={CLIP}, sigma={SIGMA}; "
           f"median of {args.steps} interleaved rounds")
 
-    xla = JIT_COMPILE_DEFAULT
-    settings = {f"keras_{name}": step for name, step in keras_steps(x, y, xla).items()}
-    settings.update({name: dp_step(x, y, m, xla) for name, m in DP_SETTINGS})
+    xla = jit_compile_default()
+    settings = {f"keras_{name}": step for name, step in keras_steps(x, y, batch, xla).items()}
+    settings.update({name: dp_step(x, y, batch, m, sampling, xla) for name, m, sampling in DP_SETTINGS})
     medians = interleaved_medians(settings, args.steps)
-    other = {f"keras_{name}": _median_seconds(step, args.xla_steps, 1) for name, step in keras_steps(x, y, not xla).items()}
-    other.update({name: _median_seconds(dp_step(x, y, m, not xla), args.xla_steps, 1) for name, m in DP_SETTINGS})
+    other = dict.fromkeys(settings, float("nan"))
+    if args.xla_steps:
+        other.update({f"keras_{name}": _median_seconds(step, args.xla_steps, 1)
+                      for name, step in keras_steps(x, y, batch, not xla).items()})
+        other.update({name: _median_seconds(dp_step(x, y, batch, m, sampling, not xla), args.xla_steps, 1)
+                      for name, m, sampling in DP_SETTINGS})
 
     baseline_name = min(("keras_train_on_batch", "keras_custom_step"), key=medians.get)
     baseline = medians[baseline_name]
     rows = {"nonprivate": {"seconds_per_step": baseline, "ratio": 1.0, "setting": baseline_name}}
-    rows.update({name: {"seconds_per_step": medians[name], "ratio": medians[name] / baseline} for name, _ in DP_SETTINGS})
+    rows.update({name: {"seconds_per_step": medians[name], "ratio": medians[name] / baseline}
+                 for name, _, _ in DP_SETTINGS})
     print(f"{'setting':<24}{'s/step':>11}{'ratio':>8}   XLA {'off' if xla else 'on'} (other setting)")
     for name in settings:
         ratio = medians[name] / baseline

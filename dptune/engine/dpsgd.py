@@ -33,7 +33,7 @@ from dptune.engine.per_example import (
     supports_layerwise,
 )
 from dptune.engine.runtime import device_name
-from dptune.engine.sampling import make_sampler
+from dptune.engine.sampling import make_sampler, poisson_chunk_sizes
 from dptune.errors import TrainingError
 from dptune.spec.config import DPSGDConfig, ModelSpec
 
@@ -42,7 +42,13 @@ EVAL_BATCH = 1024
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """What the trainer reports after each epoch (ε is RDP at the run's δ, after this epoch)."""
+    """What the trainer reports after each epoch (ε is RDP at the run's δ, after this epoch).
+
+    seconds_per_step: wall-clock seconds of the epoch's steps (sampling and the update
+    included, evaluation excluded) divided by their number, the losses being read from the
+    device once at the epoch's end; the run's first step of each kind (one chunk, several
+    chunks), which traces the step functions, is timed apart and left out.
+    examples_per_second: B / seconds_per_step."""
 
     epoch: int
     step: int
@@ -89,9 +95,19 @@ class TrainResult:
         return out
 
 
-JIT_COMPILE_DEFAULT = False
-"""XLA is off by default: on this project's CPUs it made the DP step 3-500x slower
-(benchmarks/bench_dpsgd.py measures both settings; pass jit_compile=True to try it)."""
+JIT_COMPILE_BY_DEVICE = {"CPU": False, "GPU": False}
+"""Whether `train` compiles the DP step with XLA, per kind of device (`jit_compile_default`).
+CPU: off, measured: XLA made the seed CNN's per-example DP step 14x (B = 64) to 800x
+(B = 250) slower on this project's 2-core CPU, 2026-11-25 (benchmarks/bench_dpsgd.py
+measures both settings in its last column). GPU: off until
+bench_dpsgd has been run on one (no GPU was available to measure it); set it from that run."""
+
+
+def jit_compile_default(device: str | None = None) -> bool:
+    """XLA on or off for the DP step on `device` (a `runtime.device_name()`; default: the
+    device TensorFlow trains on here), from `JIT_COMPILE_BY_DEVICE`."""
+    device = device_name() if device is None else device
+    return JIT_COMPILE_BY_DEVICE["GPU" if device.startswith("GPU") else "CPU"]
 
 
 def make_optimizer(config: DPSGDConfig) -> keras.optimizers.Optimizer:
@@ -105,7 +121,8 @@ class DPSGDStep:
     """Compiled DP-SGD step functions for one model, optimizer and config.
 
     `run(chunks, step)` performs one step over the chunks of one sample (usually one) and
-    returns (sum of per-example losses, number of sampled examples) before the update.
+    returns (sum of the sampled examples' losses before the update, as a scalar tensor left on
+    the device; number of sampled examples), so that a step does not wait for the device.
     """
 
     def __init__(self, model: keras.Model, optimizer, config: DPSGDConfig, x_train, y_train,
@@ -116,18 +133,38 @@ class DPSGDStep:
         self.variables = model.trainable_variables
         self.noise_key = tf.constant(noise_key, tf.int64)
         optimizer.build(self.variables)
+        self.chunk_sizes = (
+            poisson_chunk_sizes(int(x_train.shape[0]), config.batch_size) if config.sampling == "poisson" else ()
+        )
         # Chunks have one static shape per run (padded), so each function is traced once; a
-        # dynamic batch dimension made the per-example kernels 30% slower on a CPU.
-        self._compute = tf.function(self._chunk_statistics, jit_compile=jit_compile)
+        # dynamic batch dimension made the per-example kernels 30% slower on a CPU. Inside,
+        # a Poisson chunk is computed at the smallest of `chunk_sizes` that holds its rows.
+        self._compute = tf.function(self._sized_statistics, jit_compile=jit_compile)
         self._finish = tf.function(self._noise_and_apply, jit_compile=jit_compile)
         self._fused = tf.function(
-            lambda idx, mask, mb, step: self._noise_and_apply(self._chunk_statistics(idx, mask, mb), step),
+            lambda idx, mask, mb, step: self._noise_and_apply(self._sized_statistics(idx, mask, mb), step),
             jit_compile=jit_compile,
         )
 
     @property
     def gradient_path(self) -> str:
         return "layerwise" if self.layerwise else "generic"
+
+    def _sized_statistics(self, indices, mask, microbatch):
+        """`_chunk_statistics` of the chunk's first s rows, s the smallest of `chunk_sizes`
+        below the chunk's static row count R (or R) that holds every row with mask ≠ 0: the
+        rows left out are padding, which contributes exactly nothing, so the result is the
+        whole chunk's. Each size is a branch of one `tf.switch_case` with static shapes, so
+        the function is still traced once and a step costs the rows of its branch."""
+        rows = indices.shape[0]
+        sizes = [s for s in self.chunk_sizes if s < rows] + [rows]
+        if len(sizes) == 1:
+            return self._chunk_statistics(indices, mask, microbatch)
+        used = tf.reduce_max(tf.where(mask != 0, tf.range(1, rows + 1), 0))
+        branch = tf.searchsorted(tf.constant(sizes[:-1], tf.int32), used[None], side="left")[0]
+        return tf.switch_case(branch, [
+            lambda s=s: self._chunk_statistics(indices[:s], mask[:s], microbatch[:s]) for s in sizes
+        ])
 
     def _chunk_statistics(self, indices, mask, microbatch):
         """Per-example mode: (Σ_i clipped ∇L_i, loss sum). Microbatch mode: (per-microbatch
@@ -181,12 +218,12 @@ class DPSGDStep:
         self.optimizer.apply(noisy, self.variables)
         return loss_sum
 
-    def run(self, chunks, step: int) -> tuple[float, int]:
+    def run(self, chunks, step: int) -> tuple[tf.Tensor, int]:
         count = int(sum(c.mask.sum() for c in chunks))
         step_t = tf.constant(step, tf.int64)
         if len(chunks) == 1:
             c = chunks[0]
-            return float(self._fused(c.indices, c.mask, c.microbatch, step_t)), count
+            return self._fused(c.indices, c.mask, c.microbatch, step_t), count
         parts = [self._compute(c.indices, c.mask, c.microbatch) for c in chunks]
         if self.config.per_example:
             total = ([tf.add_n(list(g)) for g in zip(*[p[0] for p in parts])], tf.add_n([p[1] for p in parts]))
@@ -196,7 +233,7 @@ class DPSGDStep:
                 tf.add_n([p[1] for p in parts]),
                 tf.add_n([p[2] for p in parts]),
             )
-        return float(self._finish(total, step_t)), count
+        return self._finish(total, step_t), count
 
 
 def _evaluator(model: keras.Model):
@@ -239,6 +276,36 @@ def _randomness(config: DPSGDConfig) -> tuple[np.random.Generator, int, int | No
     )
 
 
+def _run_epoch(step_fn: DPSGDStep, sampler, first: int, last: int, traced: set[bool]) -> tuple[float, float, int]:
+    """Steps `first` to `last` - 1; returns (seconds per step, loss sum, sampled examples).
+
+    The losses stay on the device and are read once, at the end, so no step waits for the
+    one before it. Seconds per step = wall time of the epoch's steps (sampling included) over
+    their number, leaving out the run's first one-chunk step and first overflowing step
+    (recorded in `traced`), which trace the step functions: those are timed apart, with a
+    read of the device before and after, and left out when other steps remain."""
+    losses, seen, untimed_seconds, untimed_steps = [], 0, 0.0, 0
+    tic = time.perf_counter()
+    for step in range(first, last):
+        chunks = sampler.next_step()
+        tracing = (len(chunks) > 1) not in traced and last - first - untimed_steps > 1
+        if tracing:
+            traced.add(len(chunks) > 1)
+            start = time.perf_counter()
+            losses = [tf.add_n(losses)] if losses else []
+            if losses:
+                float(losses[0])
+        loss, count = step_fn.run(chunks, step)
+        losses.append(loss)
+        seen += count
+        if tracing:
+            float(loss)
+            untimed_seconds, untimed_steps = untimed_seconds + time.perf_counter() - start, untimed_steps + 1
+    loss_sum = float(tf.add_n(losses)) if losses else 0.0
+    timed_steps = max(last - first - untimed_steps, 1)
+    return (time.perf_counter() - tic - untimed_seconds) / timed_steps, loss_sum, seen
+
+
 def train(
     dataset: Dataset,
     model_spec: ModelSpec,
@@ -264,7 +331,7 @@ def train(
     rng, noise_key, init_seed = _randomness(config)
     if model is None:
         model = build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=init_seed)
-    jit_compile = JIT_COMPILE_DEFAULT if jit_compile is None else jit_compile
+    jit_compile = jit_compile_default() if jit_compile is None else jit_compile
     step_fn = step_factory(
         model, make_optimizer(config), config, tf.constant(dataset.x_train), tf.constant(dataset.y_train),
         noise_key, jit_compile,
@@ -273,26 +340,18 @@ def train(
     evaluate = _evaluator(model)
     microbatched = not config.per_example
     history: list[EpochMetrics] = []
-    step_seconds: list[float] = []
     started = time.perf_counter()
     step = 0
     stopped = False
+    traced: set[bool] = set()
     for epoch, last_step in enumerate(epoch_end_steps(n, config.batch_size, config.epochs), start=1):
-        loss_sum, seen, epoch_seconds = 0.0, 0, []
-        while step < last_step:
-            chunks = sampler.next_step()
-            tic = time.perf_counter()
-            chunk_loss, count = step_fn.run(chunks, step)
-            epoch_seconds.append(time.perf_counter() - tic)
-            if not math.isfinite(chunk_loss):
-                raise TrainingError(
-                    f"the training loss became {chunk_loss} at step {step + 1}; "
-                    "lower the learning rate or the clip norm"
-                )
-            loss_sum, seen, step = loss_sum + chunk_loss, seen + count, step + 1
-        timed = epoch_seconds[1:] if epoch == 1 and len(epoch_seconds) > 1 else epoch_seconds
-        step_seconds += timed
-        seconds_per_step = statistics.median(timed)
+        seconds_per_step, loss_sum, seen = _run_epoch(step_fn, sampler, step, last_step, traced)
+        if not math.isfinite(loss_sum):
+            raise TrainingError(
+                f"the training loss became {loss_sum} in epoch {epoch} (steps {step + 1}-{last_step}); "
+                "lower the learning rate or the clip norm"
+            )
+        step = last_step
         val_loss, val_accuracy = evaluate(dataset.x_val, dataset.y_val)
         epsilon = privacy.compute_epsilon(
             n, config.batch_size, config.noise_multiplier, steps=step, delta=delta, microbatched=microbatched,
@@ -316,7 +375,7 @@ def train(
     final = privacy.compute_epsilon(
         n, config.batch_size, config.noise_multiplier, steps=step, delta=delta, microbatched=microbatched
     )
-    seconds_per_step = statistics.median(step_seconds)
+    seconds_per_step = statistics.median(h.seconds_per_step for h in history)
     return TrainResult(
         config=config,
         model_spec=model_spec,

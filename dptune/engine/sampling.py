@@ -3,8 +3,8 @@
 `poisson`: every example joins a step independently with probability q = B/N (the
 Poisson subsampling the accountant assumes). The count is Binomial(N, q) and, given the
 count, the subset is uniform, which is the same distribution. Each chunk has a fixed
-number of rows; unused rows are padding (mask 0). A step whose sample overflows one chunk
-is split over several chunks, so no sampled example is ever dropped.
+number of rows (`poisson_chunk_sizes`); unused rows are padding (mask 0). A step whose
+sample overflows one chunk is split over several chunks, so no sampled example is ever dropped.
 `shuffle`: fixed batches of exactly B from a stream of per-epoch permutations, as
 TF Privacy does; microbatch j holds consecutive positions, as TF Privacy's reshape does. A
 batch never holds one example twice, also where it straddles two permutations.
@@ -28,19 +28,32 @@ class Chunk:
 
 
 def poisson_chunk_rows(n: int, batch_size: int, headroom_sd: float = 2.0) -> int:
-    """Rows per chunk: B plus `headroom_sd` standard deviations of the Binomial count, a
-    multiple of 8, at most N. Headroom 2 needs a second chunk in about 1% of steps and
-    minimizes the expected rows processed per step (rows x chunks) for B=250, N=60000."""
+    """Rows for B plus `headroom_sd` standard deviations of the Binomial count, rounded up to
+    a multiple of 8, at most N (a Poisson sample exceeds headroom 2 in about 2% of steps,
+    headroom 3 in about 0.1%)."""
     q = batch_size / n
     rows = math.ceil(batch_size + headroom_sd * math.sqrt(n * q * (1 - q)))
     return min(n, 8 * math.ceil(rows / 8))
+
+
+POISSON_LADDER_SD = (-1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+def poisson_chunk_sizes(n: int, batch_size: int) -> tuple[int, ...]:
+    """The row counts a Poisson chunk is computed at: `poisson_chunk_rows` at B − 1 to B + 3
+    standard deviations of the Binomial count, one sd apart (increasing, distinct; the last
+    one is the chunk's padded size, so a second chunk is needed in about 0.1% of steps). The
+    DP step computes each chunk at the smallest of these that holds its sampled rows (the
+    rows left out are padding), so a step costs about the rows it samples (on average about
+    B + 0.6 sd rather than the padded B + 3 sd), all sizes traced once as one function."""
+    return tuple(sorted({poisson_chunk_rows(n, batch_size, sd) for sd in POISSON_LADDER_SD} - {0}))
 
 
 class PoissonSampler:
     def __init__(self, n: int, batch_size: int, num_microbatches: int, rng: np.random.Generator,
                  chunk_rows: int | None = None):
         self.n, self.q, self.num_microbatches, self.rng = n, batch_size / n, num_microbatches, rng
-        self.chunk_rows = chunk_rows or poisson_chunk_rows(n, batch_size)
+        self.chunk_rows = chunk_rows or poisson_chunk_sizes(n, batch_size)[-1]
 
     def next_step(self) -> list[Chunk]:
         count = self.rng.binomial(self.n, self.q)
