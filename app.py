@@ -8,8 +8,9 @@ page reads the Optuna study in the workspace.
 
 import streamlit as st
 
-from dptune.ui import core, live, searching, shell
+from dptune.ui import core, live, searching, serving, shell
 
+serving.require_local_or_explicit()  # before anything is shown: localhost unless the user asked otherwise
 shell.frame("Start")
 st.title("dptune — tune differentially private SGD")
 st.markdown(

@@ -11,14 +11,18 @@ Handlers import heavy modules (TensorFlow, Optuna) lazily, inside the handler, s
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from dptune.cli import search_commands
+from dptune.cli.audit_command import add_audit_parser
+from dptune.cli.collaborative_command import add_collab_parser
 from dptune.cli.profile_command import add_profile_parser
 from dptune.errors import DPTuneError
 from dptune.privacy.statement import delta_warnings, format_epsilon
@@ -74,6 +78,25 @@ def _add_epsilon_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_epsilon)
 
 
+def _check_epsilon_sizes(args: argparse.Namespace) -> None:
+    """The sizes of `dptune epsilon` within dptune.spec.limits (checked before any accounting)."""
+    from dptune.errors import PrivacyError
+    from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_EXAMPLES, MAX_STEPS
+
+    def at_most(value: float | None, limit: int, flag: str) -> None:
+        if value is not None and not (math.isfinite(value) and value <= limit):
+            raise PrivacyError(f"{flag} {value:g} is over dptune's limit of {limit:,}")
+
+    at_most(args.n, MAX_EXAMPLES, "--n")
+    at_most(args.batch_size, MAX_BATCH_SIZE, "--batch-size")
+    at_most(args.steps, MAX_STEPS, "--steps")
+    at_most(args.epochs, MAX_EPOCHS, "--epochs")
+    if args.epochs is not None and args.n > 0 and args.batch_size > 0:
+        steps = math.ceil(args.epochs * args.n / args.batch_size)
+        if steps > MAX_STEPS:
+            raise PrivacyError(f"--epochs {args.epochs:g} is {steps:,} steps, over dptune's limit of {MAX_STEPS:,} steps")
+
+
 def _json_number(value: Any) -> Any:
     """Strict JSON has no Infinity: an infinite epsilon (sigma = 0) is written as null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -89,6 +112,7 @@ def _run_epsilon(args: argparse.Namespace) -> int:
     # converge; the result stays a valid bound, so keep such notices out of the output.
     logging.getLogger("absl").setLevel(logging.ERROR)
 
+    _check_epsilon_sizes(args)
     microbatches = args.microbatches
     if microbatches is not None and not 1 <= microbatches <= args.batch_size:
         raise PrivacyError(
@@ -219,6 +243,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_epsilon_parser,
     *(_search_command_adder(name, command) for name, command in SEARCH_COMMANDS.items()),
     add_profile_parser,
+    add_audit_parser,
+    add_collab_parser,
 ]
 
 
@@ -261,6 +287,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # what the machine or a storage refused: one line, no traceback
+        message = environment_error_message(exc)
+        if message is None or os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+TRACEBACK_ENV = "DPTUNE_TRACEBACK"
+"""Set (to anything) to get the traceback of an error `main` would print as one `error:` line."""
+
+
+def environment_error_message(exc: BaseException) -> str | None:
+    """One short line for an error the environment caused rather than dptune's code: a file
+    system refusal (read-only or full disk, a missing folder), memory exhausted, input nested
+    too deeply, or a study storage that cannot be reached or read (a bad URL, a corrupt
+    SQLite file, a missing database driver). None for anything else (a bug: traceback)."""
+    module = type(exc).__module__ or ""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
+    if isinstance(exc, ImportError) and _raised_in(exc, "sqlalchemy"):
+        return (f"the storage URL needs a database driver that is not installed ({exc.name or text}); "
+                "install it, or use sqlite:///path/studies.db")
+    if module.startswith("sqlalchemy") or module.startswith("optuna.exceptions"):
+        first = text.split(" [SQL:")[0].split(" (Background on this error")[0]
+        return f"cannot use the study storage: {first}"
+    if isinstance(exc, OSError):
+        return _file_system_message(exc, text)
+    if isinstance(exc, MemoryError):
+        return "out of memory: the input asks for more memory than this machine has; use smaller sizes"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to read"
+    return None
+
+
+def _file_system_message(exc: OSError, text: str) -> str:
+    name = exc.filename
+    if name is None:
+        return f"the file system refused: {exc.strerror or text}"
+    if exc.errno == errno.EEXIST and os.path.exists(name) and not os.path.isdir(name):
+        return f"{name} is a file, not a folder: choose another path"
+    if exc.errno == errno.ENOTDIR:
+        return f"a part of {name} is a file, not a folder: choose another path"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {name} ({exc.strerror}): choose a folder you can write to (e.g. --workspace)"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing {name}: free some space or choose another folder"
+    return f"the file system refused {name}: {exc.strerror or text}"
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """True when a frame of `exc`'s traceback is in `package`."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if f"{os.sep}{package}{os.sep}" in traceback.tb_frame.f_code.co_filename:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,9 @@ from dptune.errors import ConfigError
 from dptune.spec.config import ModelSpec
 from dptune.workspace import DEFAULT_WORKSPACE, Workspace, write_once
 
+MAX_MODEL_JSON_CHARS = 100_000
+"""Longest `--model` JSON accepted (characters); a model spec is a few dozen."""
+
 
 def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
     """Declare `dptune profile` and its arguments; the handler is `handle_profile`."""
@@ -68,10 +71,13 @@ def handle_profile(args: argparse.Namespace) -> int:
 
 def _model_spec(text: str) -> ModelSpec:
     """The ModelSpec of `--model` (a JSON object of ModelSpec's keys)."""
+    if len(text) > MAX_MODEL_JSON_CHARS:
+        raise ConfigError(f"--model is {len(text):,} characters long, over dptune's limit of {MAX_MODEL_JSON_CHARS:,}")
     try:
         values = json.loads(text)
-    except ValueError as error:
-        raise ConfigError(f"--model must be a JSON object of model keys, e.g. '{{\"kind\": \"logreg\"}}': {error}") from None
+    except (ValueError, RecursionError) as error:
+        raise ConfigError(f"--model must be a JSON object of model keys, e.g. '{{\"kind\": \"logreg\"}}': "
+                          f"{str(error)[:200]}") from None
     return ModelSpec.from_dict(values)
 
 

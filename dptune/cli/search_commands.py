@@ -140,7 +140,8 @@ def handle_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- train
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="run YAML (from `dptune export`)")
-    parser.add_argument("--workspace", default=None, help="where the dataset .npz is (default: the YAML's)")
+    parser.add_argument("--workspace", default=None,
+                        help="where the dataset .npz is; overrides the YAML's dataset.workspace (train writes nothing there)")
     parser.add_argument("--save-model", default=None, help="save the trained model as .keras here")
     parser.add_argument("--force-unsafe-delta", action="store_true",
                         help="train even when delta >= 1/N (the run then has no meaningful guarantee)")

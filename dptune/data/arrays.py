@@ -31,7 +31,7 @@ def read_npz(
 ) -> tuple[ArrayPart, ArrayPart | None, list[str]]:
     """Read and check an NPZ; returns (train-or-all part, test part or None, notes)."""
     with open_zip(raw, limits) as archive:  # size, count and path checks before numpy reads anything
-        _check_headers(archive, raw.name)
+        _check_headers(archive, raw.name, limits)
     notes: list[str] = []
     try:
         with np.load(io.BytesIO(raw.content), allow_pickle=False) as stored:
@@ -39,8 +39,10 @@ def read_npz(
             arrays = {key: _get(stored, key, raw.name) for key in keys}
     except DataError:
         raise
+    except MemoryError:
+        raise DataError(f"{raw.name!r} needs more memory than this machine has; use fewer or smaller arrays") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{raw.name!r} is not a readable NPZ archive ({error}); save it with np.savez") from None
+        raise DataError(f"{raw.name!r} is not a readable NPZ archive ({str(error)[:200]}); save it with np.savez") from None
     split_keys = {"x_train", "y_train", "x_test", "y_test"}
     if split_keys <= keys:
         train = _part(arrays, "x_train", "y_train", _sensitive_key(sensitive_key, "_train"), raw.name)
@@ -67,14 +69,17 @@ def read_npz(
     return train, test, notes
 
 
-def _check_headers(archive: zipfile.ZipFile, file_name: str) -> None:
-    """Refuse object arrays and arrays whose header claims more data than the member holds.
+def _check_headers(archive: zipfile.ZipFile, file_name: str, limits: Limits) -> None:
+    """Refuse object arrays, arrays whose header claims more data than the member holds, and
+    arrays that, read and converted to float32 features, would need more than
+    `limits.max_array_bytes` of memory.
 
     numpy allocates an array from its header's shape before reading the data, so a forged
     header could otherwise ask for any amount of memory.
     """
     from numpy.lib import format as npy_format
 
+    needed = 0
     for info in archive.infolist():
         if info.is_dir():
             continue
@@ -85,16 +90,23 @@ def _check_headers(archive: zipfile.ZipFile, file_name: str) -> None:
                 read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
                 shape, _, dtype = read_header(handle)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError) as error:
-            raise DataError(f"the array {key!r} in {file_name!r} is corrupt ({error}); save it again with np.savez") from None
+            raise DataError(f"the array {key!r} in {file_name!r} is corrupt ({str(error)[:200]}); save it again with np.savez") from None
         if dtype.hasobject:
             raise DataError(
                 f"the array {key!r} in {file_name!r} holds Python objects, which could only be loaded by unpickling "
                 "(unsafe, refused); save plain numeric arrays (labels as integers or strings) with np.savez"
             )
-        if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
+        elements = int(np.prod(shape, dtype=np.float64))
+        if elements * dtype.itemsize > info.file_size:
             raise DataError(
-                f"the array {key!r} in {file_name!r} declares shape {shape} but holds less data; the file is corrupt: "
-                "save it again with np.savez"
+                f"the array {key!r} in {file_name!r} declares shape {str(shape)[:80]} but holds less data; the file is "
+                "corrupt: save it again with np.savez"
+            )
+        needed += elements * (dtype.itemsize + 8)  # as stored, then float32 features and their split
+        if needed > limits.max_array_bytes:
+            raise DataError(
+                f"the arrays of {file_name!r} would need {human_bytes(needed)} of memory to read and convert, over "
+                f"the limit of {human_bytes(limits.max_array_bytes)}; use fewer or smaller arrays"
             )
 
 
@@ -107,9 +119,11 @@ def _get(stored, key: str, file_name: str) -> np.ndarray:
                 f"the array {key!r} in {file_name!r} holds Python objects, which could only be loaded by unpickling "
                 "(unsafe, refused); save plain numeric arrays (labels as integers or strings) with np.savez"
             ) from None
-        raise DataError(f"the array {key!r} in {file_name!r} cannot be read ({error}); save it again with np.savez") from None
+        raise DataError(f"the array {key!r} in {file_name!r} cannot be read ({str(error)[:200]}); save it again with np.savez") from None
+    except MemoryError:
+        raise DataError(f"the array {key!r} in {file_name!r} needs more memory than this machine has") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"the array {key!r} in {file_name!r} is corrupt ({error}); save it again with np.savez") from None
+        raise DataError(f"the array {key!r} in {file_name!r} is corrupt ({str(error)[:200]}); save it again with np.savez") from None
 
 
 def _sensitive_key(key: str | None, suffix: str) -> str | None:

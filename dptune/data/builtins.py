@@ -16,6 +16,7 @@ from dptune.data.labels import table_row_digests
 from dptune.data.prepare import PreparedData, SplitOptions, prepare_arrays, prepare_table
 from dptune.data.tabular import PublicSchema
 from dptune.errors import DataError
+from dptune.spec.limits import MAX_EXAMPLES, MAX_SYNTHETIC_VALUES, short_repr
 
 BUILTIN_DATASETS: dict[str, str] = {
     "digits": "sklearn's handwritten digits: 1,797 grayscale 8x8x1 images in [0, 1], 10 classes (the default)",
@@ -111,13 +112,17 @@ def _synthetic(
             f"allowed: {', '.join(SYNTHETIC_DEFAULTS)}"
         )
     if image_shape is not None:
-        shape = tuple(int(v) for v in image_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise DataError(f"image_shape must be (height, width, channels), got {image_shape!r}")
+        if not (isinstance(image_shape, (list, tuple)) and len(image_shape) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in image_shape)):
+            raise DataError(f"image_shape must be (height, width, channels), got {short_repr(image_shape)}")
+        shape = tuple(image_shape)
         n_features = math.prod(shape)
     _check_int("n_classes", n_classes, 2, 1000)
     _check_int("n_features", n_features, 1, 1_000_000)
-    _check_int("n_examples", n_examples, 2 * n_classes, 100_000_000)
+    _check_int("n_examples", n_examples, 2 * n_classes, MAX_EXAMPLES)
+    if n_examples * n_features > MAX_SYNTHETIC_VALUES:  # checked before sklearn allocates them (float64)
+        raise DataError(f"the synthetic dataset of {n_examples:,} examples x {n_features:,} features has "
+                        f"{n_examples * n_features:,} values, over dptune's limit of {MAX_SYNTHETIC_VALUES:,}")
     if not (isinstance(separability, (int, float)) and separability > 0 and math.isfinite(separability)):
         raise DataError(f"separability must be a number > 0, got {separability!r}")
     informative = max(math.ceil(math.log2(n_classes)) + 1, min(n_features, 10))
@@ -155,4 +160,4 @@ def _synthetic(
 
 def _check_int(name: str, value, low: int, high: int) -> None:
     if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
-        raise DataError(f"{name} must be an integer between {low:,} and {high:,}, got {value!r}")
+        raise DataError(f"{name} must be an integer between {low:,} and {high:,}, got {short_repr(value)}")

@@ -57,6 +57,10 @@ class ColumnProblem:
     fix: str = "drop"
 
 
+MAX_LISTED_PROBLEMS = 20
+"""Most problems (and columns to drop) a TableProblems message lists; `problems` holds them all."""
+
+
 class TableProblems(DataError):
     """Every problem of a table at once (a DataError); `problems` lists them, `columns_to_drop` the columns to drop."""
 
@@ -72,11 +76,14 @@ class TableProblems(DataError):
     def _message(self) -> str:
         count = len(self.problems)
         lines = [f"{self.file_name!r} has {count} problem{'s' if count != 1 else ''}:"]
-        lines += [f"- {problem.reason}" for problem in self.problems]
+        lines += [f"- {problem.reason}" for problem in self.problems[:MAX_LISTED_PROBLEMS]]
+        if count > MAX_LISTED_PROBLEMS:
+            lines.append(f"- … and {count - MAX_LISTED_PROBLEMS:,} more")
         drop = self.columns_to_drop
         if drop:
+            shown = ", ".join(map(repr, drop[:MAX_LISTED_PROBLEMS])) + (", …" if len(drop) > MAX_LISTED_PROBLEMS else "")
             lines.append(
-                f"Drop the column{'s' if len(drop) > 1 else ''} {', '.join(map(repr, drop))} (Columns to ignore on "
+                f"Drop the column{'s' if len(drop) > 1 else ''} {shown} (Columns to ignore on "
                 f"the Data page, drop_columns in Python), or group {'their' if len(drop) > 1 else 'its'} values into "
                 "fewer categories (or raise the category limit)."
             )

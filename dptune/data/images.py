@@ -19,6 +19,7 @@ import numpy as np
 
 from dptune.data.sources import Limits, RawFile, human_bytes, open_zip, read_member
 from dptune.errors import DataError
+from dptune.spec.limits import MAX_IMAGE_FILE_BYTES, MAX_ZIP_MEMBER_RATIO, MiB
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MAX_IMAGE_SIDE = 1024
@@ -106,6 +107,8 @@ def read_image_zip(
             f"the ZIP {raw.name!r} has only one class folder ({str(labels[0])!r}); a classifier needs at least two "
             "classes: put each class's images in its own folder"
         )
+    for path, info in members:  # before any member is read: no image file over the cap, none a bomb
+        _check_member(path, info, raw.name)
     needed = len(members) * height * width * (3 + 3 * 4)  # uint8 RGB while decoding, float32 result
     if needed > limits.max_array_bytes:
         raise DataError(
@@ -140,6 +143,22 @@ def read_image_zip(
 
 
 
+def _check_member(path: PurePosixPath, info, archive_name: str) -> None:
+    """An image file within MAX_IMAGE_FILE_BYTES whose ZIP compression ratio is that of an image
+    (PNG and JPEG are compressed already: a member of 1 MiB or more that deflates more than
+    MAX_ZIP_MEMBER_RATIO times is a zip bomb)."""
+    if info.file_size > MAX_IMAGE_FILE_BYTES:
+        raise DataError(
+            f"{str(path)[:100]!r} in the ZIP {archive_name!r} is {human_bytes(info.file_size)}, over the limit of "
+            f"{human_bytes(MAX_IMAGE_FILE_BYTES)} per image; shrink the images first"
+        )
+    if info.file_size >= MiB and info.file_size > MAX_ZIP_MEMBER_RATIO * max(info.compress_size, 1):
+        raise DataError(
+            f"{str(path)[:100]!r} in the ZIP {archive_name!r} expands {info.file_size // max(info.compress_size, 1):,} "
+            f"times (over {MAX_ZIP_MEMBER_RATIO}), which no PNG or JPEG does: the archive is refused as a zip bomb"
+        )
+
+
 def _decode(data: bytes, path: str, archive_name: str, limits: Limits):
     """Decode one PNG/JPEG (upright per its EXIF orientation); DataError naming the file if it cannot be."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -147,7 +166,7 @@ def _decode(data: bytes, path: str, archive_name: str, limits: Limits):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"))
             if image.format not in ("PNG", "JPEG"):
                 raise DataError(f"{path!r} in {archive_name!r} is a {image.format} image; only PNG and JPEG are accepted")
             if image.width * image.height > limits.max_image_pixels:

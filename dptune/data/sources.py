@@ -28,8 +28,10 @@ MAX_ZIP_UNCOMPRESSED_BYTES = 1024 * MiB
 """Largest total uncompressed size of a ZIP (image ZIP or NPZ), against zip bombs."""
 MAX_ZIP_FILES = 100_000
 """Most members a ZIP may hold."""
-MAX_IMAGE_PIXELS = 25_000_000
-"""Most pixels one source image may have before it is decoded (decompression bombs)."""
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Most pixels one source image may have, read from its header before it is decoded
+(decompression bombs; a 25-megapixel PNG costs about 1.6 s to decode). Images are resized
+to at most 1024 pixels per side anyway."""
 MAX_ARRAY_BYTES = 4 * 1024 * MiB
 """Largest prepared feature array (float32 bytes, training + validation)."""
 
@@ -268,7 +270,7 @@ def open_zip(raw: RawFile, limits: Limits = DEFAULT_LIMITS) -> zipfile.ZipFile:
         archive = zipfile.ZipFile(io.BytesIO(raw.content))
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
-        raise DataError(f"{raw.name!r} is not a readable ZIP archive ({error}); re-create the archive") from None
+        raise DataError(f"{raw.name!r} is not a readable ZIP archive ({str(error)[:200]}); re-create the archive") from None
     if len(infos) > limits.max_zip_files:
         raise DataError(
             f"the ZIP {raw.name!r} holds {len(infos):,} entries, over the limit of {limits.max_zip_files:,}; "
@@ -312,7 +314,7 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, archive_name: s
         with archive.open(info) as handle:
             data = handle.read(info.file_size + 1)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
-        raise DataError(f"cannot read {info.filename!r} in the ZIP {archive_name!r} ({error}); re-create the archive") from None
+        raise DataError(f"cannot read {info.filename!r} in the ZIP {archive_name!r} ({str(error)[:200]}); re-create the archive") from None
     if len(data) > info.file_size:
         raise DataError(f"{info.filename!r} in the ZIP {archive_name!r} is larger than its header says; re-create the archive")
     return data

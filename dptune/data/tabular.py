@@ -28,7 +28,7 @@ import pandas as pd
 
 from dptune.data.diagnose import ColumnProblem, TableProblems
 from dptune.data.sources import DEFAULT_LIMITS, Limits, RawFile, human_bytes
-from dptune.data.text import TextTable, read_text_table, unique_names
+from dptune.data.text import TextTable, check_table_size, read_text_table, unique_names
 from dptune.errors import DataError
 
 MAX_CATEGORIES = 100
@@ -106,19 +106,36 @@ def _read_parquet(raw: RawFile, limits: Limits) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        metadata = pq.ParquetFile(io.BytesIO(raw.content)).metadata
+        parquet = pq.ParquetFile(io.BytesIO(raw.content))
+        metadata = parquet.metadata
+        rows, columns = int(metadata.num_rows), int(metadata.num_columns)
         size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        # what pandas will hold: 8 bytes per fixed-width cell, a Python string (>= 50 bytes) per text cell
+        text_columns = sum(1 for field in parquet.schema_arrow if not _fixed_width(field.type))
     except Exception as error:  # pyarrow raises many types for corrupt input
-        raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: {error}); re-export it") from None
-    if size > limits.max_array_bytes:
+        raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: "
+                        f"{str(error)[:200]}); re-export it") from None
+    check_table_size(raw.name, rows, columns)
+    in_memory = max(size, rows * (8 * (columns - text_columns) + 64 * text_columns))
+    if in_memory > limits.max_array_bytes:
         raise DataError(
-            f"{raw.name!r} expands to {human_bytes(size)} when decompressed, over the limit of "
+            f"{raw.name!r} expands to about {human_bytes(in_memory)} when decompressed, over the limit of "
             f"{human_bytes(limits.max_array_bytes)}; use fewer rows or columns"
         )
     try:
         return pd.read_parquet(io.BytesIO(raw.content), engine="pyarrow")
+    except MemoryError:
+        raise DataError(f"{raw.name!r} needs more memory than this machine has; use fewer rows or columns") from None
     except Exception as error:
-        raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: {error}); re-export it") from None
+        raise DataError(f"{raw.name!r} is not a readable Parquet file ({type(error).__name__}: "
+                        f"{str(error)[:200]}); re-export it") from None
+
+
+def _fixed_width(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type) \
+        or pa.types.is_temporal(arrow_type) or pa.types.is_decimal(arrow_type)
 
 
 def _is_row_number(column: pd.Series) -> bool:
@@ -127,12 +144,15 @@ def _is_row_number(column: pd.Series) -> bool:
 
 def _name_problems(names: tuple[str, ...], columns: list[str]) -> list[ColumnProblem]:
     """A problem for each column without a name and each repeated name (its later copies), in file order."""
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):  # one pass: linear in the number of columns
+        positions.setdefault(name, []).append(position)
     problems = []
     for position, (name, column) in enumerate(zip(names, columns), start=1):
         if not name:
             problems.append(ColumnProblem(column, f"column {position} has no name (read as {column!r})", "rename"))
-        elif names.index(name) != position - 1:
-            where = [str(i) for i, other in enumerate(names, start=1) if other == name]
+        elif positions[name][0] != position:
+            where = [str(i) for i in positions[name][:10]] + (["…"] if len(positions[name]) > 10 else [])
             problems.append(ColumnProblem(
                 column, f"more than one column is named {name!r} (columns {', '.join(where)}; read as {column!r})",
                 "rename",

@@ -26,6 +26,7 @@ import pandas as pd
 
 from dptune.data.sources import RawFile
 from dptune.errors import DataError
+from dptune.spec.limits import MAX_TABLE_CELLS, MAX_TABLE_COLUMNS
 
 WHITESPACE = r"\s+"
 """The separator of whitespace-separated files: any run of spaces or tabs."""
@@ -199,6 +200,7 @@ def read_text_table(raw: RawFile, *, header: bool | None = None, column_names: l
     text, encoding = decode_text(raw)
     if not text.strip():
         raise DataError(f"{raw.name!r} holds no data (only blank lines); upload a table with a header row")
+    _check_size(text, raw.name)
     separator = sniff_separator(text, raw.extension)
     row_names = _check_first_row(text, separator, raw.name)
     if row_names is not None:
@@ -227,17 +229,44 @@ def read_text_table(raw: RawFile, *, header: bool | None = None, column_names: l
 
 
 def unique_names(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The names made unique: an empty one becomes col_<position>, a repeated one name.1, name.2, …"""
+    """The names made unique: an empty one becomes col_<position>, a repeated one name.1, name.2, …
+
+    Linear in the number of names (sets, and the next suffix of each name remembered)."""
     taken = set(names)
     out: list[str] = []
+    used: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
-        candidate = name or f"col_{position}"
-        suffix = 0
-        while candidate in out or (candidate != name and candidate in taken):
+        base = name or f"col_{position}"
+        candidate = base
+        suffix = next_suffix.get(base, 0)
+        while candidate in used or (candidate != name and candidate in taken):
             suffix += 1
-            candidate = f"{name or f'col_{position}'}.{suffix}"
+            candidate = f"{base}.{suffix}"
+        next_suffix[base] = suffix
         out.append(candidate)
+        used.add(candidate)
     return tuple(out)
+
+
+def _check_size(text: str, file_name: str) -> None:
+    """Columns (fields of the first line, whichever separator gives most) and cells (that times
+    the lines) within dptune.spec.limits, counted in one pass before pandas parses anything."""
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]
+    columns = max(first.count(sep) for sep in (",", ";", "\t", "|")) + 1
+    check_table_size(file_name, text.count("\n") + 1, columns)
+
+
+def check_table_size(name: str, rows: int, columns: int) -> None:
+    """DataError when a table declares more columns or cells than dptune.spec.limits allows
+    (checked before the table is read into memory)."""
+    if columns > MAX_TABLE_COLUMNS:
+        raise DataError(f"{name!r} has {columns:,} columns, over dptune's limit of {MAX_TABLE_COLUMNS:,}; "
+                        "keep the columns the model needs")
+    if rows * columns > MAX_TABLE_CELLS:
+        raise DataError(f"{name!r} has {rows:,} rows x {columns:,} columns, over dptune's limit of "
+                        f"{MAX_TABLE_CELLS:,} cells; use fewer rows or columns")
 
 
 def _given_names(column_names: list[str] | None, count: int, file_name: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ only; nothing is fitted or stored, and nothing shown changes the dataset by itse
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -108,5 +109,6 @@ def describe_upload(
         return UploadSummary(name=raw.name, format=fmt, n_rows=len(train.x), columns=keys, arrays=arrays)
     images = [PurePosixPath(n) for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS]
     folders = [path.parent.name for path in images if not str(path).startswith("__MACOSX/")]
-    counts = {folder: folders.count(folder) for folder in sorted(set(folders)) if folder}
+    tally = Counter(folders)
+    counts = {folder: tally[folder] for folder in sorted(tally) if folder}
     return UploadSummary(name=raw.name, format=fmt, n_rows=len(folders), classes=counts)

@@ -13,6 +13,7 @@ import dp_accounting
 
 from dptune.errors import PrivacyError
 from dptune.spec.config import DPSGDConfig
+from dptune.spec.limits import MAX_STEPS
 
 # --------------------------------------------------------------------------------------------
 # Small helpers: steps, delta, validation
@@ -119,6 +120,9 @@ class DPSGDRun:
             raise PrivacyError(f"noise_multiplier must be a finite number >= 0, got {sigma!r}")
         if not _is_int(self.steps) or self.steps < 0:
             raise PrivacyError(f"steps must be an integer >= 0, got {self.steps!r}")
+        if self.steps > MAX_STEPS:  # the accountant's memory grows with the steps
+            raise PrivacyError(f"{self.steps:,} steps is over dptune's limit of {MAX_STEPS:,} steps per run; use "
+                               "fewer epochs or a larger batch size")
         for name, value in (("n_train", int(self.n_train)), ("batch_size", int(self.batch_size)),
                             ("noise_multiplier", float(sigma)), ("steps", int(self.steps)),
                             ("microbatched", bool(self.microbatched))):

@@ -108,6 +108,7 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         "device": record.device,
         "gradient_path": record.gradient_path,
         "epochs_done": record.epochs_done,
+        **harms_metrics(record),
     }
     search = {
         "study": study.study_name,
@@ -130,6 +131,32 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
         search=search,
         versions=package_versions(),
     ).with_digest()
+
+
+def harms_metrics(record: TrialRecord) -> dict[str, Any]:
+    """The run YAML's summary of what the trial's model lets an attacker learn and who pays for
+    its accuracy (measured after training; the validation rows they read are not protected by
+    ε): per attack its AUC, advantage, TPR at FPR 1 % and ε lower bound; per sensitive group
+    its size and accuracy, and the gaps. Empty when the trial recorded none."""
+    metrics: dict[str, Any] = {}
+    if record.membership:
+        metrics["membership"] = {
+            "rows_per_side": record.membership["per_side"],
+            **{a["attack"]: {key: a[key] for key in ("auc", "advantage", "tpr_at_fpr_1pct", "epsilon_lower_bound")}
+               for a in record.membership["attacks"]},
+        }
+    fairness = record.fairness or {}
+    if fairness.get("groups"):
+        metrics["fairness"] = {
+            "rows": fairness["rows"], "sensitive_attribute": fairness["sensitive_name"],
+            "groups": {g["group"]: {"size": g["size"], "accuracy": g["accuracy"]} for g in fairness["groups"]},
+            **{key: fairness[key] for key in ("worst_group", "worst_group_accuracy", "accuracy_difference",
+                                              "demographic_parity_difference", "equal_opportunity_difference",
+                                              "equalized_odds_difference")},
+        }
+    if record.within_fairness_limit is not None:
+        metrics["within_fairness_limit"] = record.within_fairness_limit
+    return metrics
 
 
 def _accountant_section(statement: PrivacyStatement, delta: float, clip: dict[str, Any] | None) -> dict[str, Any]:

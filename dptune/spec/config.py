@@ -12,6 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dptune.errors import ConfigError
+from dptune.spec.limits import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_HIDDEN_LAYERS,
+    MAX_HIDDEN_UNITS,
+    MAX_HIDDEN_WEIGHTS,
+    short_repr,
+)
 
 MODEL_KINDS = ("logreg", "mlp", "seed_cnn", "tanh_cnn", "keras_file")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "selu", "softplus")
@@ -48,20 +56,38 @@ class ModelSpec:
     path: str | None = None
 
     def __post_init__(self) -> None:
-        _require(self.kind in MODEL_KINDS, f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        _require(self.kind in MODEL_KINDS, f"model.kind must be one of {MODEL_KINDS}, got {short_repr(self.kind)}")
         # only the MLP has configurable hidden layers: other kinds have a fixed architecture (or
         # the user's file), so their hidden_units are empty, whatever an older YAML wrote there
+        _require(
+            isinstance(self.hidden_units, (list, tuple)),
+            f"model.hidden_units must be a list of positive integers, got {short_repr(self.hidden_units)}",
+        )
+        _require(
+            len(self.hidden_units) <= MAX_HIDDEN_LAYERS,
+            f"model.hidden_units has {len(self.hidden_units):,} layers, over dptune's limit of {MAX_HIDDEN_LAYERS}",
+        )
         units = tuple(self.hidden_units) if self.kind == "mlp" else ()
         if self.kind == "mlp" and not units:
             units = (128,)
         object.__setattr__(self, "hidden_units", units)
         _require(
             all(_is_int(u) and u > 0 for u in units),
-            f"model.hidden_units must be positive integers, got {list(units)}",
+            f"model.hidden_units must be positive integers, got {short_repr(list(units))}",
+        )
+        _require(
+            all(u <= MAX_HIDDEN_UNITS for u in units),
+            f"model.hidden_units: a layer has {max(units, default=0):,} units, over dptune's limit of "
+            f"{MAX_HIDDEN_UNITS:,} per layer",
+        )
+        _require(
+            sum(a * b for a, b in zip(units, units[1:])) <= MAX_HIDDEN_WEIGHTS,
+            f"model.hidden_units {short_repr(list(units))} need more than {MAX_HIDDEN_WEIGHTS:,} weights between "
+            "the hidden layers (dptune's limit); use fewer or smaller layers",
         )
         _require(
             self.activation in ACTIVATIONS,
-            f"model.activation must be one of {ACTIVATIONS}, got {self.activation!r}",
+            f"model.activation must be one of {ACTIVATIONS}, got {short_repr(self.activation)}",
         )
         _require(
             (self.kind == "keras_file") == (self.path is not None),
@@ -116,35 +142,36 @@ class DPSGDConfig:
     def __post_init__(self) -> None:
         _require(
             _is_number(self.l2_norm_clip) and self.l2_norm_clip > 0,
-            f"l2_norm_clip (C) must be a number > 0, got {self.l2_norm_clip!r}",
+            f"l2_norm_clip (C) must be a number > 0, got {short_repr(self.l2_norm_clip)}",
         )
         _require(
             _is_number(self.noise_multiplier) and self.noise_multiplier >= 0,
-            f"noise_multiplier (sigma) must be a number >= 0, got {self.noise_multiplier!r}",
+            f"noise_multiplier (sigma) must be a number >= 0, got {short_repr(self.noise_multiplier)}",
         )
         _require(
-            _is_int(self.batch_size) and self.batch_size >= 1,
-            f"batch_size must be an integer >= 1, got {self.batch_size!r}",
+            _is_int(self.batch_size) and 1 <= self.batch_size <= MAX_BATCH_SIZE,
+            f"batch_size must be an integer between 1 and {MAX_BATCH_SIZE:,} (dptune's limit), "
+            f"got {short_repr(self.batch_size)}",
         )
         _require(
             _is_int(self.num_microbatches) and 1 <= self.num_microbatches <= self.batch_size,
             f"num_microbatches must be an integer between 1 and batch_size ({self.batch_size}), "
-            f"got {self.num_microbatches!r}",
+            f"got {short_repr(self.num_microbatches)}",
         )
         _require(
             _is_number(self.learning_rate) and self.learning_rate > 0,
-            f"learning_rate must be a number > 0, got {self.learning_rate!r}",
+            f"learning_rate must be a number > 0, got {short_repr(self.learning_rate)}",
         )
         _require(
-            _is_number(self.epochs) and self.epochs > 0,
-            f"epochs must be a number > 0, got {self.epochs!r}",
+            _is_number(self.epochs) and 0 < self.epochs <= MAX_EPOCHS,
+            f"epochs must be a number > 0 and at most {MAX_EPOCHS:,} (dptune's limit), got {short_repr(self.epochs)}",
         )
-        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {short_repr(self.optimizer)}")
         _require(
             _is_number(self.momentum) and 0 <= self.momentum < 1,
-            f"momentum must be in [0, 1), got {self.momentum!r}",
+            f"momentum must be in [0, 1), got {short_repr(self.momentum)}",
         )
-        _require(self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        _require(self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}, got {short_repr(self.sampling)}")
         if self.sampling == "shuffle":
             _require(
                 self.batch_size % self.num_microbatches == 0,
@@ -153,11 +180,11 @@ class DPSGDConfig:
             )
         _require(
             self.seed is None or (_is_int(self.seed) and self.seed >= 0),
-            f"seed must be an integer >= 0 or null (fresh initial weights), got {self.seed!r}",
+            f"seed must be an integer >= 0 or null (fresh initial weights), got {short_repr(self.seed)}",
         )
         _require(
             isinstance(self.debug_fixed_noise, bool),
-            f"debug_fixed_noise must be true or false, got {self.debug_fixed_noise!r}",
+            f"debug_fixed_noise must be true or false, got {short_repr(self.debug_fixed_noise)}",
         )
         _require(
             not self.debug_fixed_noise or self.seed is not None,
@@ -195,7 +222,8 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(key)[:60] for key in set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        more = f" and {len(unknown) - 10:,} more" if len(unknown) > 10 else ""
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown[:10])}{more}; allowed: {', '.join(sorted(known))}")
     return cls(**values)

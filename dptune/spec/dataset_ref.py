@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dptune.errors import ConfigError
+from dptune.spec.limits import short_repr
 from dptune.spec.yaml_fields import check_keys, number, optional_string
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -28,7 +29,10 @@ class DatasetRef:
     builtin: a name `dptune.data.builtin_dataset` knows (e.g. "digits"); `options` are its
         keyword arguments (e.g. the split seed).
     fingerprint: SHA-256 of the prepared Dataset (`Dataset.fingerprint`).
-    workspace: directory holding `<fingerprint>.npz` (default: the caller's workspace).
+    workspace: directory holding `<fingerprint>.npz` (default: the caller's workspace). Only ever
+        read from: `dptune train --workspace` overrides it, and no command writes there (train
+        writes nothing; tune saves the dataset in the search's own workspace). Exports write it
+        relative to the current folder, or leave it out (`dptune.spec.run.portable_workspace`).
     name, n_train: descriptive (N is what the accountant's q = B/N uses); checked on load.
     """
 
@@ -43,7 +47,7 @@ class DatasetRef:
         if self.builtin is None and self.fingerprint is None:
             raise ConfigError("dataset needs `builtin` (a built-in dataset name) or `fingerprint` (a stored dataset)")
         if self.fingerprint is not None and not _FINGERPRINT.match(self.fingerprint):
-            raise ConfigError(f"dataset.fingerprint must be 64 lowercase hex digits (SHA-256), got {self.fingerprint!r}")
+            raise ConfigError(f"dataset.fingerprint must be 64 lowercase hex digits (SHA-256), got {short_repr(self.fingerprint)}")
         if self.options and self.builtin is None:
             raise ConfigError("dataset.options is only used with dataset.builtin")
 
@@ -72,8 +76,8 @@ class DatasetRef:
     def from_dict(cls, values: Any, where: str = "dataset") -> DatasetRef:
         check_keys(values, where, optional=DATASET_KEYS)
         options = values.get("options") or {}
-        if not isinstance(options, dict):
-            raise ConfigError(f"{where}.options must be a mapping of keyword arguments, got {options!r}")
+        if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+            raise ConfigError(f"{where}.options must be a mapping of keyword arguments, got {short_repr(options)}")
         n_train = values.get("n_train")
         return cls(
             name=optional_string(values.get("name"), f"{where}.name"),

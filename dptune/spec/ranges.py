@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dptune.errors import ConfigError
+from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, short_repr
 from dptune.spec.modes import ModeRules
 from dptune.spec.yaml_fields import check_keys, is_int, is_number, number
 
 PER_EXAMPLE = "per_example"
+#: the upper ends of the ranges bounded by dptune.spec.limits (checked before any trial runs)
+RANGE_LIMITS: dict[str, float] = {"batch_size": MAX_BATCH_SIZE, "epochs": MAX_EPOCHS}
 #: the default learning-rate range of each optimizer (fixed.optimizer): plain SGD up to 1,
 #: SGD with momentum 0.9 a tenth of that (its steps are about 10x larger), Adam 1e-4..1e-2
 DEFAULT_LEARNING_RATES: dict[str, tuple[float, float]] = {
@@ -41,19 +44,21 @@ class SearchRanges:
             value = getattr(self, key)
             if value is None:
                 continue
-            object.__setattr__(self, key, _pair(value, f"ranges.{key}", integer=key in ("batch_size", "epochs")))
+            object.__setattr__(self, key, _pair(value, f"ranges.{key}", integer=key in ("batch_size", "epochs"),
+                                                high=RANGE_LIMITS.get(key)))
         choices = self.num_microbatches
         if is_int(choices) or isinstance(choices, str):
             choices = (choices,)
         if not isinstance(choices, (list, tuple)) or not choices:
-            raise ConfigError(f"ranges.num_microbatches must be a list of choices, got {choices!r}")
+            raise ConfigError(f"ranges.num_microbatches must be a list of choices, got {short_repr(choices)}")
         for choice in choices:
-            if not (choice == PER_EXAMPLE or (is_int(choice) and choice >= 1)):
+            if not (choice == PER_EXAMPLE or (is_int(choice) and 1 <= choice <= MAX_BATCH_SIZE)):
                 raise ConfigError(
-                    f"ranges.num_microbatches choices must be integers >= 1 or {PER_EXAMPLE!r}, got {choice!r}"
+                    f"ranges.num_microbatches choices must be integers from 1 to {MAX_BATCH_SIZE:,} or "
+                    f"{PER_EXAMPLE!r}, got {short_repr(choice)}"
                 )
         if len(set(choices)) != len(choices):
-            raise ConfigError(f"ranges.num_microbatches has repeated choices: {list(choices)}")
+            raise ConfigError(f"ranges.num_microbatches has repeated choices: {short_repr(list(choices))}")
         object.__setattr__(self, "num_microbatches", tuple(choices))
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,13 +78,15 @@ class SearchRanges:
         return cls(**merged)
 
 
-def _pair(value: Any, key: str, *, integer: bool) -> tuple:
+def _pair(value: Any, key: str, *, integer: bool, high: float | None = None) -> tuple:
+    """[low, high] within (0, `high`] (dptune.spec.limits for the batch size and the epochs)."""
+    limit = high
     if is_number(value):
         value = [value, value]
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{key} must be [low, high] (or one value to fix it), got {value!r}")
-    low = number(value[0], f"{key}[0] (low)", low=0, low_open=True, integer=integer)
-    high = number(value[1], f"{key}[1] (high)", low=0, low_open=True, integer=integer)
+        raise ConfigError(f"{key} must be [low, high] (or one value to fix it), got {short_repr(value)}")
+    low = number(value[0], f"{key}[0] (low)", low=0, low_open=True, high=limit, integer=integer)
+    high = number(value[1], f"{key}[1] (high)", low=0, low_open=True, high=limit, integer=integer)
     if low > high:
         raise ConfigError(f"{key} must be [low, high] with low <= high, got {list(value)}")
     return (low, high)

@@ -8,6 +8,7 @@ from typing import Any
 
 from dptune.errors import ConfigError
 from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_TRIALS
 from dptune.spec.yaml_fields import check_keys, number
 
 
@@ -38,8 +39,8 @@ class RecipeSpec:
     verify_trials: int = 2
 
     def __post_init__(self) -> None:
-        number(self.batch_size, "recipe.batch_size", low=1, integer=True)
-        number(self.epochs, "recipe.epochs", low=1, integer=True)
+        number(self.batch_size, "recipe.batch_size", low=1, high=MAX_BATCH_SIZE, integer=True)
+        number(self.epochs, "recipe.epochs", low=1, high=MAX_EPOCHS, integer=True)
         if self.clip_norm is not None:
             number(self.clip_norm, "recipe.clip_norm", low=0, low_open=True)
         number(self.clip_quantile, "recipe.clip_quantile", low=0, high=1, low_open=True, high_open=True)
@@ -50,8 +51,8 @@ class RecipeSpec:
                 "give recipe.clip_dataset (public/proxy data, no cost) or recipe.clip_norm to spend nothing"
             )
         number(self.tolerance, "recipe.tolerance", low=0, high=1)
-        number(self.baseline_trials, "recipe.baseline_trials", low=1, integer=True)
-        number(self.verify_trials, "recipe.verify_trials", low=1, integer=True)
+        number(self.baseline_trials, "recipe.baseline_trials", low=1, high=MAX_TRIALS, integer=True)
+        number(self.verify_trials, "recipe.verify_trials", low=1, high=MAX_TRIALS, integer=True)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

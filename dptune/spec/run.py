@@ -45,6 +45,7 @@ import yaml
 from dptune.errors import ConfigError
 from dptune.spec.config import DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
+from dptune.spec.limits import short_repr
 from dptune.spec.yaml_fields import check_keys, is_number, load_yaml_mapping, number, prefixed, string
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(DPSGDConfig))  # the YAML keys of a run
@@ -79,6 +80,9 @@ METRIC_KEYS = (
     "gradient_path",
     "epochs_done",
     "history",
+    "membership",  # the two attacks' summary (dptune.report.export.harms_metrics); informative only
+    "fairness",  # per-group accuracy and the gaps on the validation rows; informative only
+    "within_fairness_limit",
 )
 SEARCH_KEYS = ("study", "storage", "trial", "mode", "phase", "target_epsilon", "tuning_cost")
 ACCOUNTANT_METHODS = ("rdp", "pld")
@@ -138,14 +142,20 @@ class RunConfig:
     def dump(self, path: str | os.PathLike) -> Path:
         """Write as YAML (keys in the documented order)."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         header = (
             "# dptune run: reproduce with `dptune train --config " + target.name + "`\n"
             "# epsilon: RDP ε of this training run at delta; privacy_statement: what every ε covers\n"
             "# (accountant.epsilon_total adds the releases before training; search.tuning_cost is the\n"
             "# whole search). seed fixes the public initial weights only: noise and batches are secret.\n"
         )
-        target.write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+        text = header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if target.parent.exists() and not target.parent.is_dir():
+            raise ConfigError(f"cannot write the run YAML {target}: {target.parent} is a file, not a folder")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"cannot write the run YAML {target}: {error.strerror or error}") from None
         return target
 
     @classmethod
@@ -163,7 +173,7 @@ class RunConfig:
         model_values = values["model"]
         if isinstance(model_values, dict) and "hidden_units" in model_values:
             if not isinstance(model_values["hidden_units"], (list, tuple)):
-                raise ConfigError(f"model.hidden_units must be a list of positive integers, got {model_values['hidden_units']!r}")
+                raise ConfigError(f"model.hidden_units must be a list of positive integers, got {short_repr(model_values['hidden_units'])}")
         return cls(
             training=training,
             delta=delta,
@@ -190,7 +200,7 @@ def _accountant(value: Any) -> dict[str, Any] | None:
     if value.get("steps") is not None:
         number(value["steps"], "accountant.steps", low=1, integer=True)
     if value.get("microbatched") is not None and not isinstance(value["microbatched"], bool):
-        raise ConfigError(f"accountant.microbatched must be true or false, got {value['microbatched']!r}")
+        raise ConfigError(f"accountant.microbatched must be true or false, got {short_repr(value['microbatched'])}")
     return dict(value)
 
 
@@ -211,10 +221,10 @@ def _versions(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(f"versions must be a mapping of package names to version strings, got {value!r}")
+        raise ConfigError(f"versions must be a mapping of package names to version strings, got {short_repr(value)}")
     for key, version in value.items():
         if not isinstance(version, str):
-            raise ConfigError(f"versions.{key} must be a version string, got {version!r}")
+            raise ConfigError(f"versions.{key[:60]} must be a version string, got {short_repr(version)}")
     return dict(value)
 
 
@@ -253,6 +263,25 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         return RunConfig.from_dict(values)
     except ConfigError as error:
         raise prefixed(error, str(path)) from None
+
+
+def portable_workspace(workspace: str | os.PathLike | None, cwd: str | os.PathLike | None = None) -> str | None:
+    """The workspace an exported YAML records: no absolute path of the exporting machine.
+
+    A relative path is kept; an absolute one is written relative to the current directory
+    when it lies inside it (the usual ./dptune-data), else left out, so that `dptune train`
+    uses its --workspace (or ./dptune-data). A run YAML's `dataset.workspace` is only ever
+    read from (where `<fingerprint>.npz` is looked up): no command writes there."""
+    if workspace is None:
+        return None
+    path = Path(workspace)
+    if not path.is_absolute():
+        return str(path)
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except (ValueError, OSError):
+        return None
 
 
 def package_versions() -> dict[str, str]:

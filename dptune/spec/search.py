@@ -44,6 +44,7 @@ from dptune.errors import ConfigError
 from dptune.spec.config import OPTIMIZERS, SAMPLINGS, DPSGDConfig, ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.fairness import FairnessLimit
+from dptune.spec.limits import MAX_WORKERS, short_repr
 from dptune.spec.modes import MODES, ModeRules, mode_rules
 from dptune.spec.pruner import PrunerSpec
 from dptune.spec.ranges import SearchRanges, default_ranges
@@ -116,13 +117,13 @@ class SearchSpec:
         if self.sampler_seed is not None:
             number(self.sampler_seed, "sampler_seed", low=0, integer=True)
         if self.study_name is not None and not STUDY_NAME.match(self.study_name):
-            raise ConfigError(f"study_name may hold letters, digits, '.', '_' and '-' (1-100), got {self.study_name!r}")
+            raise ConfigError(f"study_name may hold letters, digits, '.', '_' and '-' (1-100), got {short_repr(self.study_name)}")
         optional_string(self.storage, "storage")
         string(self.workspace, "workspace")
         if self.timeout_seconds is not None:
             number(self.timeout_seconds, "timeout_seconds", low=0, low_open=True)
         number(self.heartbeat_seconds, "heartbeat_seconds", low=1, integer=True)
-        number(self.workers, "workers", low=1, integer=True)
+        number(self.workers, "workers", low=1, high=MAX_WORKERS, integer=True)
         self._check_mode()
 
     def _check_max_trial_epsilon(self) -> None:
@@ -275,7 +276,7 @@ class SearchSpec:
         if isinstance(model_values, dict) and "hidden_units" in model_values:
             units = model_values["hidden_units"]
             if not isinstance(units, (list, tuple)):
-                raise ConfigError(f"model.hidden_units must be a list of positive integers, got {units!r}")
+                raise ConfigError(f"model.hidden_units must be a list of positive integers, got {short_repr(units)}")
         kwargs: dict[str, Any] = {
             "mode": mode,
             "dataset": DatasetRef.from_dict(values["dataset"]),

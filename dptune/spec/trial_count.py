@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dptune.errors import ConfigError
+from dptune.spec.limits import MAX_TRIALS, short_repr
 from dptune.spec.yaml_fields import check_keys, is_int, number, optional_number, string
 
 TRIAL_DISTRIBUTIONS = ("fixed", "poisson", "truncated_negative_binomial")
@@ -32,11 +33,11 @@ class TrialCount:
     def __post_init__(self) -> None:
         string(self.distribution, "n_trials.distribution", choices=TRIAL_DISTRIBUTIONS)
         if self.distribution == "fixed":
-            number(self.n, "n_trials", low=1, integer=True)
+            number(self.n, "n_trials", low=1, high=MAX_TRIALS, integer=True)
             if self.mean is not None or self.shape is not None:
                 raise ConfigError("n_trials.mean and n_trials.shape are only used with a random number of trials")
         else:
-            number(self.mean, "n_trials.mean", low=1)
+            number(self.mean, "n_trials.mean", low=1, high=MAX_TRIALS)
             if self.distribution == "truncated_negative_binomial":
                 number(self.shape, "n_trials.shape", low=0, low_open=True)
             elif self.shape is not None:
@@ -77,17 +78,17 @@ class TrialCount:
     @classmethod
     def from_value(cls, value: Any) -> TrialCount:
         if is_int(value):
-            return cls(n=number(value, "n_trials", low=1, integer=True))
+            return cls(n=number(value, "n_trials", low=1, high=MAX_TRIALS, integer=True))
         if not isinstance(value, dict):
-            raise ConfigError(f"n_trials must be a positive integer or a mapping with `distribution`, got {value!r}")
+            raise ConfigError(f"n_trials must be a positive integer or a mapping with `distribution`, got {short_repr(value)}")
         check_keys(value, "n_trials", required=("distribution",), optional=("n", "mean", "shape"))
         distribution = string(value["distribution"], "n_trials.distribution", choices=TRIAL_DISTRIBUTIONS)
         if distribution == "fixed":
-            return cls(n=number(value.get("n"), "n_trials.n", low=1, integer=True))
+            return cls(n=number(value.get("n"), "n_trials.n", low=1, high=MAX_TRIALS, integer=True))
         return cls(
             distribution=distribution,
             n=None if value.get("n") is None else number(value["n"], "n_trials.n"),
-            mean=number(value.get("mean"), "n_trials.mean", low=1),
+            mean=number(value.get("mean"), "n_trials.mean", low=1, high=MAX_TRIALS),
             shape=optional_number(value.get("shape"), "n_trials.shape", low=0, low_open=True),
         )
 

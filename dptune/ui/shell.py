@@ -27,6 +27,9 @@ PAGES = (
 
 def frame(title: str) -> None:
     """Page config, then the sidebar: links to every page, workspace, the ε calculator."""
+    from dptune.ui.serving import require_local_or_explicit
+
+    require_local_or_explicit()  # every page: localhost unless the user asked for another address
     st.set_page_config(page_title=f"{title} · dptune", page_icon=":material/shield_lock:", layout="wide")
     sidebar()
 
