@@ -66,20 +66,8 @@ def overhead(repeats: int) -> list[dict]:
 
 def grouped_synthetic(minority: float, seed: int = 0) -> Dataset:
     """The built-in synthetic data with a `minority` share of rows in group "minority", whose
-    features are rotated by a fixed random orthogonal matrix."""
-    base = builtin_dataset("synthetic", n_examples=10_000, n_features=20)
-    rng = np.random.default_rng(seed)
-    rotation, _ = np.linalg.qr(rng.normal(size=(20, 20)))
-
-    def part(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        group = rng.random(len(x)) < minority
-        return np.where(group[:, None], x @ rotation, x), np.where(group, "minority", "majority")
-
-    x_train, group_train = part(base.x_train)
-    x_val, group_val = part(base.x_val)
-    return Dataset(name=f"synthetic + {minority:.0%} rotated minority", x_train=x_train, y_train=base.y_train,
-                   x_val=x_val, y_val=base.y_val, class_names=base.class_names, sensitive_train=group_train,
-                   sensitive_val=group_val, sensitive_name="group")
+    features are rotated by a fixed random orthogonal matrix (the built-in's minority_share)."""
+    return builtin_dataset("synthetic", seed=seed, n_examples=10_000, n_features=20, minority_share=minority)
 
 
 def disparate_impact(repeats: int, minority: float) -> list[dict]:

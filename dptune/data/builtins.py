@@ -21,12 +21,16 @@ from dptune.spec.limits import MAX_EXAMPLES, MAX_SYNTHETIC_VALUES, short_repr
 BUILTIN_DATASETS: dict[str, str] = {
     "digits": "sklearn's handwritten digits: 1,797 grayscale 8x8x1 images in [0, 1], 10 classes (the default)",
     "breast_cancer": "sklearn's breast cancer (Wisconsin): 569 rows, 30 numeric features (signed log), 2 classes",
-    "synthetic": "a generated classification problem for scale tests (n_examples, n_features, n_classes, "
-    "separability, image_shape)",
+    "synthetic": "a generated classification problem for scale and fairness tests (n_examples, n_features, "
+    "n_classes, separability, image_shape, minority_share)",
 }
 DEFAULT_BUILTIN = "digits"
 
-SYNTHETIC_DEFAULTS = {"n_examples": 10_000, "n_features": 20, "n_classes": 2, "separability": 1.0, "image_shape": None}
+MAX_ROTATED_FEATURES = 1024
+"""The most features the synthetic minority's rotation takes (an n_features² matrix)."""
+
+SYNTHETIC_DEFAULTS = {"n_examples": 10_000, "n_features": 20, "n_classes": 2, "separability": 1.0, "image_shape": None,
+                      "minority_share": None}
 
 
 def prepare_builtin(name: str, *, seed: int = 0, validation_fraction: float = 0.2, **params) -> PreparedData:
@@ -35,7 +39,10 @@ def prepare_builtin(name: str, *, seed: int = 0, validation_fraction: float = 0.
     digits and breast_cancer take no parameters. synthetic takes n_examples (total, before
     the split), n_features, n_classes, separability (sklearn's class_sep: larger is easier)
     and image_shape (height, width, channels) to shape the features as images (its product
-    replaces n_features).
+    replaces n_features); minority_share (in (0, 0.5)) adds a sensitive attribute `group`: that
+    share of the rows, drawn at random, is the "minority", whose features are seen through a
+    fixed random rotation (same labels, another view), so that a model fitted to the majority
+    serves it worse (a disparate-impact test bed; default: no groups).
     """
     if name not in BUILTIN_DATASETS:
         raise DataError(f"there is no built-in dataset {name!r}; choose one of {', '.join(BUILTIN_DATASETS)}")
@@ -102,6 +109,7 @@ def _synthetic(
     n_classes: int = SYNTHETIC_DEFAULTS["n_classes"],
     separability: float = SYNTHETIC_DEFAULTS["separability"],
     image_shape: tuple[int, int, int] | None = SYNTHETIC_DEFAULTS["image_shape"],
+    minority_share: float | None = SYNTHETIC_DEFAULTS["minority_share"],
     **unknown,
 ) -> PreparedData:
     from sklearn.datasets import make_classification
@@ -125,6 +133,13 @@ def _synthetic(
                         f"{n_examples * n_features:,} values, over dptune's limit of {MAX_SYNTHETIC_VALUES:,}")
     if not (isinstance(separability, (int, float)) and separability > 0 and math.isfinite(separability)):
         raise DataError(f"separability must be a number > 0, got {separability!r}")
+    if minority_share is not None:
+        if not (isinstance(minority_share, (int, float)) and not isinstance(minority_share, bool)
+                and 0 < minority_share < 0.5):
+            raise DataError(f"minority_share must be a number in (0, 0.5), got {short_repr(minority_share)}")
+        if n_features > MAX_ROTATED_FEATURES:
+            raise DataError(f"minority_share needs at most {MAX_ROTATED_FEATURES:,} features (its rotation is a "
+                            f"square matrix of that side), got {n_features:,}")
     informative = max(math.ceil(math.log2(n_classes)) + 1, min(n_features, 10))
     if informative > n_features:
         raise DataError(f"{n_classes} classes need at least {informative} features, got n_features={n_features}")
@@ -138,8 +153,13 @@ def _synthetic(
         class_sep=float(separability),
         random_state=options.seed,
     )
+    groups = None
+    if minority_share is not None:
+        x, groups = _rotated_minority(x, float(minority_share), options.seed)
     x = x.astype(np.float32)
     name = f"synthetic-{n_examples}x{n_features}-c{n_classes}-s{separability:g}"
+    if groups is not None:
+        name += f"-m{minority_share:g}"
     if image_shape is not None:
         x = x.reshape(n_examples, *shape)
         name = f"synthetic-{n_examples}x{'x'.join(map(str, shape))}-c{n_classes}-s{separability:g}"
@@ -154,8 +174,22 @@ def _synthetic(
         options=options,
         encoding="generated features used as they are",
         classes=tuple(str(label) for label in range(n_classes)),
-        notes=[f"sklearn make_classification, class_sep={separability:g}, {informative} informative features"],
+        sensitive=groups,
+        sensitive_column=None if groups is None else "group",
+        notes=[f"sklearn make_classification, class_sep={separability:g}, {informative} informative features"]
+        + ([] if groups is None else [f"a {minority_share:.0%} minority (group) sees the features rotated"]),
     )
+
+
+def _rotated_minority(x: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features, group per row): a `share` of the rows, drawn with `seed`, become "minority"
+    and their feature vectors are multiplied by one random orthogonal matrix."""
+    rng = np.random.default_rng([seed, 1])
+    flat = x.reshape(len(x), -1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(flat.shape[1], flat.shape[1])))
+    minority = rng.random(len(x)) < share
+    flat = np.where(minority[:, None], flat @ rotation, flat)
+    return flat.reshape(x.shape), np.where(minority, "minority", "majority")
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:

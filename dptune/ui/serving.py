@@ -9,9 +9,11 @@ if nobody set it, the page shows only the command to use and stops.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit import runtime
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
@@ -39,11 +41,9 @@ def _address() -> str | None:
 
 
 def _real_server() -> bool:
-    """True inside `streamlit run` (not in AppTest, whose runtime is a stand-in)."""
-    from streamlit import runtime
-    from streamlit.runtime import Runtime
-
-    return runtime.exists() and isinstance(runtime.get_instance(), Runtime)
+    """True inside `streamlit run`; False under Streamlit's AppTest (which also starts a Runtime,
+    but serves nothing: it is told apart by its module being loaded) and in bare mode."""
+    return runtime.exists() and "streamlit.testing.v1.app_test" not in sys.modules
 
 
 def require_local_or_explicit() -> None:

@@ -311,6 +311,10 @@ def test_builtin_errors():
         builtin_dataset("synthetic", n_classes=1)
     with pytest.raises(DataError, match="separability must be a number > 0"):
         builtin_dataset("synthetic", separability=0)
+    with pytest.raises(DataError, match=r"minority_share must be a number in \(0, 0.5\), got 0.7"):
+        builtin_dataset("synthetic", minority_share=0.7)
+    with pytest.raises(DataError, match="minority_share needs at most 1,024 features"):
+        builtin_dataset("synthetic", n_features=5000, n_examples=100, minority_share=0.1)
 
 
 def test_every_problem_is_a_value_error_subclass_not_a_crash(tmp_path):

@@ -292,3 +292,22 @@ def test_builtin_synthetic_parameters():
 
     score = LogisticRegression().fit(easy.x_train, easy.y_train).score(easy.x_val, easy.y_val)
     assert score > 0.95
+
+
+def test_builtin_synthetic_with_a_minority_that_a_majority_model_serves_worse():
+    """minority_share adds the sensitive attribute `group` (about that share of the rows, in
+    both splits) and a real disparate impact: a model fitted on the data serves the rotated
+    minority worse. Without it the dataset (and its fingerprint) is unchanged."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = builtin_dataset("synthetic", n_examples=4000, minority_share=0.1)
+    assert data.sensitive_name == "group" and set(data.sensitive_val) == {"majority", "minority"}
+    share = np.mean(np.concatenate([data.sensitive_train, data.sensitive_val]) == "minority")
+    assert share == pytest.approx(0.1, abs=0.02)
+    model = LogisticRegression().fit(data.x_train, data.y_train)
+    correct = model.predict(data.x_val) == data.y_val
+    minority = data.sensitive_val == "minority"
+    assert correct[~minority].mean() - correct[minority].mean() > 0.05
+    plain = builtin_dataset("synthetic", n_examples=4000)
+    assert plain.sensitive_val is None and plain.fingerprint != data.fingerprint
+    assert builtin_dataset("synthetic", n_examples=4000).fingerprint == plain.fingerprint
