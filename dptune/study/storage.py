@@ -40,16 +40,12 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
-import sqlalchemy.orm
-from optuna.storages._rdb import models as rdb_models
-from optuna.storages._rdb.storage import _create_scoped_session
 
 from dptune.study.format import record_gave_up
 
@@ -224,26 +220,7 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
             return []  # the other workers' heartbeats may not have reached the database yet
         stale = _with_retries(lambda: super(RetryingRDBStorage, self)._get_stale_trial_ids(study_id),
                               self.retry_seconds, "looking for stale trials", self._saw_error)
-        silent = _with_retries(lambda: self._never_beat(study_id), self.retry_seconds,
-                               "looking for stale trials", self._saw_error)
-        return [] if self.recovering() else sorted(set(stale) | set(silent))
-
-    def _never_beat(self, study_id: int) -> list[int]:
-        """RUNNING trials that never sent a heartbeat and started more than a grace period ago:
-        their worker died between taking the trial and its first heartbeat (Optuna's own check
-        skips trials without a heartbeat, so they would stay RUNNING for ever). The start time
-        is the worker's clock, compared with this machine's: the grace period (3 heartbeats,
-        30 s by default) absorbs small clock differences."""
-        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
-        now = datetime.now()
-        with _create_scoped_session(self.scoped_session, True) as session:
-            running = (session.query(rdb_models.TrialModel)
-                       .options(sqlalchemy.orm.selectinload(rdb_models.TrialModel.heartbeats))
-                       .filter(rdb_models.TrialModel.state == optuna.trial.TrialState.RUNNING)
-                       .filter(rdb_models.TrialModel.study_id == study_id)
-                       .all())
-            return [t.trial_id for t in running
-                    if not t.heartbeats and t.datetime_start is not None and now - t.datetime_start > grace]
+        return [] if self.recovering() else stale
 
 
 for _name in _RETRIED_METHODS:
