@@ -147,12 +147,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train even when delta >= 1/N (the run then has no meaningful guarantee)")
 
 
+def _print_epoch(metrics: Any) -> None:
+    """One line per finished epoch of `dptune train`: accuracy and the ε spent so far."""
+    from dptune.privacy.statement import format_epsilon
+
+    print(f"epoch {metrics.epoch} (step {metrics.step}): val accuracy {metrics.val_accuracy:.4f}, "
+          f"ε so far {format_epsilon(metrics.epsilon)}, {1000 * metrics.seconds_per_step:.1f} ms/step", flush=True)
+
+
 def handle_train(args: argparse.Namespace) -> int:
     from dptune.report.export import train_from_config
 
     _quiet()
     reproduction = train_from_config(args.config, workspace=args.workspace,
-                                     force_unsafe_delta=args.force_unsafe_delta)
+                                     force_unsafe_delta=args.force_unsafe_delta, on_epoch_end=_print_epoch)
     for line in reproduction.lines():
         print(line)
     if args.save_model:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,10 +297,12 @@ def check_delta(delta: float, n_train: int, *, force: bool) -> None:
 
 
 def train_from_config(path_or_config: str | os.PathLike | RunConfig, *, workspace: str | None = None,
-                      train_fn=None, force_unsafe_delta: bool = False) -> Reproduction:
+                      train_fn=None, force_unsafe_delta: bool = False,
+                      on_epoch_end: Callable[[Any], None] | None = None) -> Reproduction:
     """Rebuild the dataset and model from a run YAML, train exactly that config and recompute
     its privacy statement from the run (the clip-norm releases come from the accountant
-    block, whose digest is checked; preprocessing from the dataset itself)."""
+    block, whose digest is checked; preprocessing from the dataset itself). on_epoch_end:
+    called with each epoch's metrics (dptune.engine.dpsgd.EpochMetrics), e.g. to show progress."""
     run_config = path_or_config if isinstance(path_or_config, RunConfig) else load_run_config(path_or_config)
     if train_fn is None:
         from dptune.engine.dpsgd import train as train_fn
@@ -307,7 +310,8 @@ def train_from_config(path_or_config: str | os.PathLike | RunConfig, *, workspac
     ref = run_config.dataset if workspace is None else dataclasses.replace(run_config.dataset, workspace=str(workspace))
     dataset = resolve_dataset(ref, save=False)
     check_delta(run_config.delta, dataset.n_train, force=force_unsafe_delta)
-    result = train_fn(dataset, run_config.model, run_config.training, delta=run_config.delta)
+    result = train_fn(dataset, run_config.model, run_config.training, delta=run_config.delta,
+                      on_epoch_end=on_epoch_end)
     clip = (run_config.accountant or {}).get("clip_norm_selection") or {}
     statement = statement_for_run(
         n_train=dataset.n_train, config=run_config.training, steps=result.steps, delta=run_config.delta,

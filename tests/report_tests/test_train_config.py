@@ -7,6 +7,7 @@ regression)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import yaml
@@ -61,6 +62,12 @@ def test_an_exported_file_reproduces_its_epsilon_and_charges_the_clip_release(tm
     out = capsys.readouterr().out
     assert "training epsilon reproduces the recorded value exactly" in out
     assert "WARNING" not in out and "NOTE" not in out
+    progress = re.findall(r"^epoch (\d+) \(step (\d+)\): val accuracy ([\d.]+), ε so far ([\d.]+)", out, re.M)
+    assert [int(epoch) for epoch, *_ in progress] == list(range(1, run.training.epochs + 1))
+    steps = [int(step) for _, step, *_ in progress]
+    assert steps[-1] == privacy.num_steps(digits.n_train, 64, run.training.epochs)
+    epsilons = [float(e) for *_, e in progress]
+    assert epsilons == sorted(epsilons) and epsilons[-1] == pytest.approx(run.epsilon, rel=1e-2)
     reproduction = train_from_config(path)
     expected = epsilon_with_clip_selection(
         DPSGDRun(digits.n_train, 64, 1.0, reproduction.result.steps, False), CLIP_EPSILON, run.delta)[0]
