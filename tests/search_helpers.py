@@ -103,3 +103,15 @@ def end_to_end(tmp_path: Path, capsys, search: dict) -> dict:
         "study": study, "spec": spec, "best": best, "exported": exported, "tune_output": tune_output,
         "train_output": train_output, "train_accuracy": accuracy, "train_epsilon": epsilon,
     }
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition` until it is truthy and return its value; `timeout` only stops a hung
+    test (generous: a loaded 2-core machine must never reach it)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -20,7 +20,7 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-from search_helpers import TINY_MLP
+from search_helpers import TINY_MLP, wait_for
 
 from dptune.spec.search import SearchSpec
 from dptune.study.format import GAVE_UP_PREFIX, StudyRecord
@@ -33,18 +33,6 @@ RAN = re.compile(r"worker \d+: ran (\d+) trial\(s\)")
 
 
 # ---------------------------------------------------------------------------- helpers (shared with postgres)
-def wait_for(condition, timeout: float, what: str):
-    """Poll `condition` until it is truthy; `timeout` only stops a hung test (generous: a loaded
-    2-core machine must never reach it)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def make_study(tmp_path: Path, storage: str, name: str, *, n_trials: int, epochs: int, batch_size: int,
                heartbeat: int = 1) -> SearchSpec:
     """A budgeted study of the smallest real model (a 16-unit MLP on sklearn's digits)."""

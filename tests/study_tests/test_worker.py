@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_helpers import TINY_MLP
+from search_helpers import TINY_MLP, wait_for
 
 from dptune.spec.search import SearchSpec
 from dptune.study.launch import spawn_worker
@@ -22,18 +21,6 @@ from dptune.study.search import create_study, open_storage
 def _trials(storage_url: str, name: str):
     study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     return study, study.get_trials(deepcopy=False)
-
-
-def _wait(condition, timeout: float, what: str):
-    """Poll `condition` until it holds; `timeout` only stops a hung test (generous: a loaded
-    2-core machine must never hit it)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.mark.slow
@@ -57,7 +44,7 @@ def test_killed_worker_leaves_no_running_trial_and_loses_no_finished_trial(tmp_p
             running = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("history")]
             return (complete, running[0]) if complete and running else None
 
-        complete_before, victim = _wait(mid_trial, 900, "one finished trial and one in the middle of training")
+        complete_before, victim = wait_for(mid_trial, 900, "one finished trial and one in the middle of training")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     finally:
