@@ -38,7 +38,8 @@ NOT_COVERED = (
     "validation rows: they drive pruning, the search's sampler and the choice of the best trial, without DP",
     "the membership-inference and fairness measurements stored with each trial (the attack's AUC, rates and "
     "slices are computed from the losses of training rows; the group metrics from the validation rows and "
-    "their sensitive attribute): statistics for the data owner, outside the mechanism",
+    "their sensitive attribute) and the results of `dptune audit` (a run with canaries): statistics for the data "
+    "owner, outside the mechanism",
     "the per-epoch training loss stored in the study, and what only the data owner sees: row counts, class "
     "balance, previews, the preparation report and the refusals of an upload (limits, empty splits)",
     "the schema (column names and types, the list of classes) when it was read from the data rather than "
