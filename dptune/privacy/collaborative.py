@@ -33,18 +33,26 @@ local round; what it uploads is a function of its already private parameters (po
 so its ε is that of its own DP-SGD run (`DPSGDRun`), at δ = 1/N_i^1.1 unless given.
 
 **none**: ε = ∞.
+
+**Tuning** (`dptune collab --search`): every trial is a whole run on the same shards, so a
+participant that took part in T trials is charged them all by composition
+(`search_charges`: pure ε adds up for laplace_svt; dp_sgd's T runs compose on the RDP
+accountant at δ). That is an upper bound on releasing every trial's model; choosing the best
+trial by validation accuracy is post-processing of those releases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import dp_accounting
 
 from dptune.errors import PrivacyError
-from dptune.privacy.accountant import privacy_report
-from dptune.privacy.run import DPSGDRun, num_steps
+from dptune.privacy.accountant import epsilon_of_rdp, privacy_report, runs_rdp
+from dptune.privacy.calibration import calibrate_noise
+from dptune.privacy.run import DPSGDRun, default_delta, num_steps
 from dptune.spec.collaborative import CollaborativeConfig
 
 SELECT_SHARE = 8 / 9
@@ -162,8 +170,9 @@ def participant_privacy(config: CollaborativeConfig, shard_sizes: tuple[int, ...
                 f"{noise.uploads} Laplace values {noise.epsilon_value:.4g}), values clipped to ±{noise.gamma:g}",
             ))
         else:
-            steps = config.rounds * num_steps(n_train, privacy.batch_size, config.local_epochs)
-            report = privacy_report(DPSGDRun(n_train, privacy.batch_size, privacy.noise_multiplier, steps), delta)
+            run = local_dpsgd_run(config, n_train)
+            steps = run.steps
+            report = privacy_report(run, delta)
             out.append(ParticipantPrivacy(
                 participant, n_train, "dp_sgd", report.epsilon_rdp, report.epsilon_pld, report.delta, steps,
                 f"its own DP-SGD run: q = {privacy.batch_size}/{n_train}, sigma = {privacy.noise_multiplier:g}, "
@@ -175,3 +184,55 @@ def participant_privacy(config: CollaborativeConfig, shard_sizes: tuple[int, ...
 def worst_epsilon(charges: tuple[ParticipantPrivacy, ...]) -> float:
     """The largest ε any participant is charged (what the run's privacy is shown as)."""
     return max(charge.epsilon for charge in charges)
+
+
+def local_dpsgd_run(config: CollaborativeConfig, n_train: int) -> DPSGDRun:
+    """The DP-SGD run of a dp_sgd participant with `n_train` rows over the whole collaborative
+    run: q = B/N_i, the config's σ, rounds × the steps of one local round."""
+    privacy = config.privacy
+    steps = config.rounds * num_steps(n_train, privacy.batch_size, config.local_epochs)
+    return DPSGDRun(n_train, privacy.batch_size, privacy.noise_multiplier, steps)
+
+
+def calibrate_participants(config: CollaborativeConfig, shard_sizes: tuple[int, ...], target_epsilon: float,
+                           delta: float | None = None) -> float:
+    """The smallest σ at which every dp_sgd participant's own run meets `target_epsilon` (at
+    `delta`; None: each participant's 1/N_i^1.1): the largest of the σ each shard size needs
+    (ε falls as σ grows, so that σ keeps every participant within the target)."""
+    if config.privacy.kind != "dp_sgd":
+        raise PrivacyError(f"only dp_sgd participants have a noise multiplier to calibrate, not {config.privacy.kind}")
+    return max(
+        calibrate_noise(local_dpsgd_run(config.replace(privacy=dataclasses.replace(config.privacy, noise_multiplier=1.0)),
+                                        n_train), target_epsilon, delta if delta is not None else default_delta(n_train),
+                        what="a participant's local DP-SGD run")
+        for n_train in sorted(set(shard_sizes))
+    )
+
+
+def search_charges(configs: list[CollaborativeConfig], shard_sizes: tuple[int, ...], parameter_count: int,
+                   delta: float | None = None) -> tuple[ParticipantPrivacy, ...]:
+    """Every participant's charge for taking part in all the runs `configs` (one per trial of a
+    search, on the same shards), by composition (module docstring, "Tuning")."""
+    if not configs:
+        return ()
+    kinds = {config.privacy.kind for config in configs}
+    if len(kinds) != 1:
+        raise PrivacyError(f"the trials of one search share one privacy kind, got {sorted(kinds)}")
+    kind = kinds.pop()
+    trials = len(configs)
+    out = []
+    for participant, n_train in enumerate(shard_sizes):
+        if kind == "none":
+            out.append(ParticipantPrivacy(participant, n_train, kind, math.inf, None, 0.0, 0, "no privacy"))
+        elif kind == "laplace_svt":
+            epsilon = sum(participant_privacy(config, (n_train,), parameter_count)[0].epsilon for config in configs)
+            out.append(ParticipantPrivacy(participant, n_train, kind, epsilon, None, 0.0, 0,
+                                          f"pure DP: the {trials} trials' budgets added up"))
+        else:
+            runs = [local_dpsgd_run(config, n_train) for config in configs]
+            used = delta if delta is not None else default_delta(n_train)
+            epsilon, _order = epsilon_of_rdp(runs_rdp(runs), used)
+            out.append(ParticipantPrivacy(participant, n_train, kind, epsilon, None, used,
+                                          sum(run.steps for run in runs),
+                                          f"its {trials} local DP-SGD runs composed (RDP)"))
+    return tuple(out)

@@ -23,6 +23,8 @@ runs it; `dptune collab --config X.yaml` prints it). Keys::
       seed: 0                                  # initial weights, split, orders (public choices)
       privacy: {kind: none}                    # or {kind: laplace_svt, epsilon: 10, gamma: 0.01}
                                                # or {kind: dp_sgd, noise_multiplier: 1.0, l2_norm_clip: 1.0, batch_size: 32}
+    search: {trials: 12, theta_upload: [0.01, 1]}   # optional: what `dptune collab --search` tunes
+                                               # (dptune.spec.collaborative_search)
 
 Every problem of a file is reported at once, in one `ConfigError`, one line per key.
 """
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dptune.errors import ConfigError
+from dptune.spec.collaborative_search import CollaborativeSearch, collaborative_search_from_dict
 from dptune.spec.config import ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
 from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, short_repr
@@ -48,7 +51,7 @@ ORDERS = ("round_robin", "random")
 PRIVACY_KINDS = ("none", "laplace_svt", "dp_sgd")
 MAX_PARTICIPANTS = 1000
 MAX_ROUNDS = 10_000
-TOP_KEYS = ("dataset", "model", "delta", "collaborative")
+TOP_KEYS = ("dataset", "model", "delta", "collaborative", "search")
 COLLABORATIVE_KEYS = ("participants", "split", "theta_upload", "theta_download", "download", "tau", "selection",
                       "order", "rounds", "local_epochs", "learning_rate", "batch_size", "seed", "privacy")
 SPLIT_KEYS = {"iid": ("kind",), "dirichlet": ("kind", "alpha"), "by_column": ("kind", "column")}
@@ -223,16 +226,34 @@ class CollaborativeConfig:
     def replace(self, **changes: Any) -> CollaborativeConfig:
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The `collaborative` YAML mapping (split and privacy without their unset keys)."""
+        out = {name: getattr(self, name) for name in COLLABORATIVE_KEYS if name not in ("split", "privacy")}
+        out["split"] = {k: v for k, v in dataclasses.asdict(self.split).items() if v is not None}
+        out["privacy"] = {k: v for k, v in dataclasses.asdict(self.privacy).items() if v is not None}
+        return out
+
 
 @dataclass(frozen=True)
 class CollaborativeRun:
     """A collaborative YAML file: the data, the model, δ (None: each participant's default
-    1/N_i^1.1) and the protocol."""
+    1/N_i^1.1), the protocol and, optionally, the search over it."""
 
     dataset: DatasetRef
     model: ModelSpec
     collaborative: CollaborativeConfig
     delta: float | None = None
+    search: CollaborativeSearch | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping of this run (what `collaborative_run_from_dict` reads back)."""
+        out: dict[str, Any] = {"dataset": self.dataset.to_dict(), "model": self.model.to_dict(),
+                               "collaborative": self.collaborative.to_dict()}
+        if self.delta is not None:
+            out["delta"] = self.delta
+        if self.search is not None:
+            out["search"] = self.search.to_dict()
+        return out
 
 
 def _section(values: dict, key: str, allowed: tuple[str, ...], found: _Problems, where: str) -> dict:
@@ -248,6 +269,13 @@ def _section(values: dict, key: str, allowed: tuple[str, ...], found: _Problems,
     return {k: v for k, v in section.items() if k in allowed}
 
 
+def _privacy_kind(values: Any) -> str:
+    """The privacy kind a (possibly invalid) `collaborative` mapping asks for ("none" when unclear)."""
+    privacy = values.get("privacy") if isinstance(values, dict) else None
+    kind = privacy.get("kind", "none") if isinstance(privacy, dict) else "none"
+    return kind if kind in PRIVACY_KINDS else "none"
+
+
 def collaborative_config_from_dict(values: Any, where: str = "collaborative") -> CollaborativeConfig:
     """The `collaborative` mapping of a YAML as a config; every problem at once in one ConfigError."""
     found = _Problems()
@@ -257,7 +285,7 @@ def collaborative_config_from_dict(values: Any, where: str = "collaborative") ->
     found.require(not unknown, f"unknown key(s) in {where}: {', '.join(unknown[:10])}; "
                                f"allowed: {', '.join(COLLABORATIVE_KEYS)}")
     split_kind = (values.get("split") or {}).get("kind", "iid") if isinstance(values.get("split"), dict) else "iid"
-    privacy_kind = (values.get("privacy") or {}).get("kind", "none") if isinstance(values.get("privacy"), dict) else "none"
+    privacy_kind = _privacy_kind(values)
     split = _section(values, "split", SPLIT_KEYS.get(split_kind, ("kind",)), found, where)
     privacy = _section(values, "privacy", PRIVACY_KEYS.get(privacy_kind, ("kind",)), found, where)
     fields = {k: v for k, v in values.items() if k in COLLABORATIVE_KEYS and k not in ("split", "privacy")}
@@ -297,9 +325,13 @@ def collaborative_run_from_dict(values: Any, source: str = "collaborative YAML")
             collaborative = collaborative_config_from_dict(values["collaborative"])
         except ConfigError as error:
             found.lines += [line.removeprefix("  - ") for line in str(error).splitlines()[1:]] or [str(error)]
+    search = None
+    if "search" in values:
+        search, lines = collaborative_search_from_dict(values["search"], _privacy_kind(values.get("collaborative")))
+        found.lines += lines
     found.raise_if_any(source)
     return CollaborativeRun(dataset=dataset, model=model, collaborative=collaborative,
-                            delta=None if delta is None else float(delta))
+                            delta=None if delta is None else float(delta), search=search)
 
 
 def load_collaborative_run(path: str | os.PathLike) -> CollaborativeRun:

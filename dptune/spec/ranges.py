@@ -44,7 +44,7 @@ class SearchRanges:
             value = getattr(self, key)
             if value is None:
                 continue
-            object.__setattr__(self, key, _pair(value, f"ranges.{key}", integer=key in ("batch_size", "epochs"),
+            object.__setattr__(self, key, range_pair(value, f"ranges.{key}", integer=key in ("batch_size", "epochs"),
                                                 high=RANGE_LIMITS.get(key)))
         choices = self.num_microbatches
         if is_int(choices) or isinstance(choices, str):
@@ -78,7 +78,7 @@ class SearchRanges:
         return cls(**merged)
 
 
-def _pair(value: Any, key: str, *, integer: bool, high: float | None = None) -> tuple:
+def range_pair(value: Any, key: str, *, integer: bool, high: float | None = None) -> tuple:
     """[low, high] within (0, `high`] (dptune.spec.limits for the batch size and the epochs)."""
     limit = high
     if is_number(value):

@@ -13,8 +13,10 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from dptune import privacy
 from dptune.errors import PrivacyError
 from dptune.privacy.collaborative import (
+    calibrate_participants,
     participant_privacy,
     pure_epsilon,
+    search_charges,
     svt_upload_noise,
     upload_count,
     value_release_event,
@@ -104,3 +106,44 @@ def test_bad_inputs_raise_privacy_errors():
         svt_upload_noise(0.0, 0.01, 10, 5)
     with pytest.raises(PrivacyError, match="no pure epsilon"):
         pure_epsilon(dp_accounting.GaussianDpEvent(1.0))
+
+
+def _dp_sgd_config(sigma: float, rounds: int = 8) -> CollaborativeConfig:
+    return CollaborativeConfig(participants=3, rounds=rounds, local_epochs=1.0,
+                               privacy=CollaborativePrivacy("dp_sgd", noise_multiplier=sigma, l2_norm_clip=1.0,
+                                                            batch_size=32))
+
+
+def test_calibrated_sigma_keeps_the_worst_participant_at_the_target():
+    sigma = calibrate_participants(_dp_sgd_config(1.0), SIZES, 2.0, delta=1e-5)
+    charges = participant_privacy(_dp_sgd_config(sigma), SIZES, PARAMETERS, delta=1e-5)
+    assert worst_epsilon(charges) == pytest.approx(2.0, rel=1e-3) and worst_epsilon(charges) <= 2.0 + 1e-9
+    # the worst is the smallest shard (largest q); a noticeably smaller sigma overshoots the target
+    assert charges[2].epsilon == worst_epsilon(charges)
+    assert worst_epsilon(participant_privacy(_dp_sgd_config(0.95 * sigma), SIZES, PARAMETERS, delta=1e-5)) > 2.0
+
+
+def test_search_charges_compose_every_trial_against_dp_accountings_rdp():
+    configs = [_dp_sgd_config(1.0), _dp_sgd_config(2.0, rounds=4), _dp_sgd_config(1.5)]
+    charges = search_charges(configs, SIZES, PARAMETERS, delta=1e-5)
+    for charge, n in zip(charges, SIZES):
+        accountant = rdp_privacy_accountant.RdpAccountant(list(privacy.RDP_ORDERS))
+        for config in configs:
+            steps = config.rounds * math.ceil(n / 32)
+            accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+                32 / n, dp_accounting.GaussianDpEvent(config.privacy.noise_multiplier)), steps))
+        assert charge.epsilon == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
+        single = participant_privacy(configs[0], (n,), PARAMETERS, delta=1e-5)[0].epsilon
+        assert charge.epsilon > single  # three runs cost more than one
+
+
+def test_search_charges_add_up_laplace_budgets():
+    configs = [CollaborativeConfig(participants=3, rounds=5, theta_upload=theta,
+                                   selection="random_above_threshold",
+                                   privacy=CollaborativePrivacy("laplace_svt", epsilon=eps, gamma=0.01))
+               for theta, eps in ((0.1, 2.0), (0.01, 3.0))]
+    charges = search_charges(configs, SIZES, PARAMETERS)
+    assert all(charge.epsilon == pytest.approx(5.0, rel=1e-9) and charge.delta == 0 for charge in charges)
+    assert all(math.isinf(c.epsilon) for c in search_charges([CollaborativeConfig(participants=3)], SIZES, PARAMETERS))
+    with pytest.raises(PrivacyError, match="share one privacy kind"):
+        search_charges([configs[0], CollaborativeConfig(participants=3)], SIZES, PARAMETERS)
