@@ -3,15 +3,19 @@
 import streamlit as st
 
 from dptune.report import plots
+from dptune.study.format import StudyRecord
 from dptune.study.modes import NoisePolicy, study_mode
-from dptune.ui import core, harms_view, shell, trial_view
+from dptune.ui import collaborative_view, core, harms_view, shell, trial_view
 
 shell.frame("Trade-offs")
 st.title("Trade-offs")
 
 with core.guard("Trade-offs"):
-    name = trial_view.study_picker("trade-study")
+    name = trial_view.study_picker("trade-study", collaborative=True)
     if name is None:
+        st.stop()
+    if StudyRecord.of(core.load_study(name)).is_collaborative:
+        collaborative_view.show(name)
         st.stop()
     snapshot = core.snapshot(name)
     frame = snapshot.frame

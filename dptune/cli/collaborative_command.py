@@ -7,12 +7,20 @@ table: standalone accuracy (mean and worst participant), DSSGD accuracy (the ser
 one row per θu with --theta-upload), centralized accuracy, wall-clock seconds of each; then
 each participant's rows, ε (`dptune.privacy.collaborative`) and bytes uploaded per round,
 and the worst participant's ε.
+
+With --search it tunes the YAML's `search` block instead (`dptune.study.collaborative`): one
+line per trial as it finishes, then the baselines, the best trial within the target, what the
+search charged each participant (all trials composed) and, with --export, the best trial's
+YAML, which `dptune collab --config` runs again.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+import yaml
 
 from dptune.errors import ConfigError
 from dptune.privacy.statement import format_epsilon
@@ -35,7 +43,12 @@ def add_collab_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="collaborative YAML (see dptune/spec/collaborative.py)")
     parser.add_argument("--theta-upload", default=None, metavar="LIST",
                         help="comma-separated theta_upload values, one DSSGD run each (default: the YAML's)")
-    parser.add_argument("--workspace", default=None, help="where a stored dataset's .npz is (default: the YAML's)")
+    parser.add_argument("--workspace", default=None,
+                        help="where a stored dataset's .npz and the studies are (default: the YAML's, else ./dptune-data)")
+    parser.add_argument("--search", action="store_true",
+                        help="tune theta_upload, theta_download and the privacy parameters with the YAML's search block")
+    parser.add_argument("--export", default=None, metavar="PATH",
+                        help="with --search: write the best trial's collaborative YAML here")
     parser.set_defaults(handler=handle_collab)
 
 
@@ -54,6 +67,8 @@ def _theta_uploads(text: str | None, default: float) -> list[float]:
 def handle_collab(args: argparse.Namespace) -> int:
     """Run the simulation and its baselines and print the table; 0 on success."""
     run = load_collaborative_run(args.config)
+    if args.search or args.export:
+        return _handle_search(run, args)
     config = run.collaborative
     theta_uploads = _theta_uploads(args.theta_upload, config.theta_upload)
     # heavy modules (pandas, TensorFlow) only when the command runs, as dptune.cli.main asks
@@ -111,4 +126,50 @@ def collab_lines(config, shard_sizes, baselines, results) -> list[str]:
                          f"{delta:>10}{sent:>13,.0f}{accuracy:>12.4f}")
         lines.append(f"    worst participant's epsilon: {format_epsilon(result.worst_epsilon)} "
                      f"({result.privacy[0].note})")
+    return lines
+
+
+def _handle_search(run, args: argparse.Namespace) -> int:
+    """`--search`: tune, print each trial as it ends and the summary; 0 on success."""
+    if not args.search:
+        raise ConfigError("--export needs --search (it writes the best trial of the search)")
+    if run.search is None:
+        raise ConfigError(f"{args.config}: no search block to tune; add e.g. `search: {{trials: 10}}` "
+                          "(see dptune/spec/collaborative_search.py)")
+    from dptune.study.collaborative import exported_run, trial_line, tune_collaborative
+    from dptune.study.format import StudyRecord
+
+    print(f"tuning {run.search.trials} collaborative run(s): {run.collaborative.participants} participants, "
+          f"privacy {_privacy_description(run.collaborative.privacy)}")
+    tuning = tune_collaborative(run, workspace=args.workspace, on_trial=lambda trial: print("  " + trial_line(trial)))
+    for line in search_summary_lines(tuning, StudyRecord.of(tuning.study), trial_line):
+        print(line)
+    if args.export:
+        if tuning.best is None:
+            raise ConfigError("--export: no trial is within the target epsilon; nothing was written")
+        Path(args.export).write_text(yaml.safe_dump(exported_run(tuning.study, tuning.best).to_dict(), sort_keys=False))
+        print(f"wrote trial {tuning.best} to {args.export} (run it again with: dptune collab --config {args.export})")
+    return 0
+
+
+def search_summary_lines(tuning, record, trial_line) -> list[str]:
+    """The lines after a search (`CollaborativeTuning`, its StudyRecord, how a trial is
+    described): study, baselines, best trial, the search's charge."""
+    summary = record.collaborative
+    baselines = summary["baselines"]
+    lines = [f"study {tuning.study.study_name!r} ({len(tuning.study.trials)} trials) in the workspace's studies.db; "
+             "open it on the Trade-offs page",
+             f"  shard sizes {', '.join(map(str, tuning.shard_sizes))}",
+             f"  standalone accuracy: mean {baselines['standalone_mean']:.4f}, worst {min(baselines['standalone']):.4f}",
+             f"  centralized accuracy: {baselines['centralized']:.4f}"]
+    if tuning.best is None:
+        lines.append(f"  no trial is within the target epsilon {record.target_epsilon:g}")
+    else:
+        trial = tuning.study.trials[tuning.best]
+        lines.append(f"  best trial within the target: {trial_line(trial)}")
+    charges = summary["search_charges"]
+    if charges:
+        worst = max(math.inf if c["epsilon"] is None else c["epsilon"] for c in charges)
+        lines.append(f"  the search itself charged each participant up to epsilon {format_epsilon(worst)} "
+                     f"({charges[0]['note']}); each trial alone is the epsilon above")
     return lines

@@ -32,6 +32,9 @@ RETRY_OF = "failed_trial"
 """Optuna's system attribute on a retry: the number of the killed trial it repeats."""
 RETRY_HISTORY = "retry_history"
 """Optuna's system attribute on a retry: the numbers of every earlier attempt."""
+COLLABORATIVE_MODE = "collaborative"
+"""StudyRecord.mode of a collaborative (DSSGD) search (dptune.study.collaborative): its trials
+are whole collaborative runs, not DP-SGD trials, so it is not one of dptune.study.modes."""
 GAVE_UP_PREFIX = "gave_up:"
 """Study attribute `gave_up:<number>`: why trial <number>, lost to faults too often, was not
 queued again (one attribute per trial, so that workers never overwrite each other's)."""
@@ -71,7 +74,8 @@ class DatasetRecord:
 class StudyRecord:
     """A dptune study's user attributes.
 
-    mode: "budgeted" | "pareto" | "recipe" (dptune.study.modes.mode_for reads it);
+    mode: "budgeted" | "pareto" | "recipe" (dptune.study.modes.mode_for reads it) or
+    COLLABORATIVE_MODE;
     search_spec: the pinned SearchSpec.to_dict() (dataset fingerprint, storage, workspace);
     dataset: DatasetRecord; workspace: the folder holding the dataset, as created;
     target_epsilon: the ε target (None in a pareto study without one); delta: δ of every ε;
@@ -83,7 +87,8 @@ class StudyRecord:
     recipe's state (clip, baseline, noise_search, scaled, verify); ui_clip_selection: the
     dashboard's clip-norm release in studies made before the spec recorded it; gave_up:
     {trial number: why it was not queued again} (dptune.study.storage's retry limit), written
-    with `record_gave_up`."""
+    with `record_gave_up`; collaborative: a collaborative search's shards, baselines and
+    composed charge (dptune.study.collaborative.study_summary)."""
 
     mode: str | None = None
     search_spec: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +105,7 @@ class StudyRecord:
     recipe: dict[str, Any] | None = None
     ui_clip_selection: dict[str, Any] | None = None
     gave_up: dict[int, str] = field(default_factory=dict)
+    collaborative: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -118,6 +124,11 @@ class StudyRecord:
         if "n_trials_planned" in values:
             values["n_trials_planned"] = int(values["n_trials_planned"])
         return cls(**values)
+
+    @property
+    def is_collaborative(self) -> bool:
+        """Whether the study is a collaborative search (its trials are DSSGD runs)."""
+        return self.mode == COLLABORATIVE_MODE
 
     @property
     def is_dptune(self) -> bool:
@@ -176,7 +187,10 @@ class TrialRecord:
     search's fairness_limit: how far the trial is over it, > 0 over; False too when its metric
     could not be measured), evaluation_seconds (s, both together), evaluation_error
     (why they could not be computed; the trial itself still counts).
-    retry_of / retry_history (Optuna's system attrs): the killed trial(s) this one repeats."""
+    retry_of / retry_history (Optuna's system attrs): the killed trial(s) this one repeats.
+    A collaborative search's trial (dptune.study.collaborative) records config (the
+    CollaborativeConfig dict), history ({round, val_accuracy}), epsilon_total (the worst
+    participant's ε), delta, val_accuracy, train_seconds and collaborative (its trial_summary)."""
 
     phase: str | None = None
     planned_config: dict[str, Any] | None = None
@@ -213,6 +227,7 @@ class TrialRecord:
     prune_reason: str | None = None
     fail_reason: str | None = None
     surplus: bool = False
+    collaborative: dict[str, Any] | None = None
     retry_of: int | None = None
     retry_history: tuple[int, ...] = ()
 

@@ -162,13 +162,15 @@ def storage() -> optuna.storages.BaseStorage:
     return _storage(workspace().storage_url)
 
 
-def study_names() -> list[str]:
-    """dptune studies in the workspace storage (those with a `mode` attribute), newest first.
+def study_names(*, collaborative: bool = False) -> list[str]:
+    """dptune studies in the workspace storage (those with a `mode` attribute), newest first;
+    collaborative (DSSGD) searches only with `collaborative` (only the Trade-offs page shows them).
 
     Reads the studies' attributes only, never their trials."""
     studies = storage().get_all_studies()
     newest_first = sorted(studies, key=lambda s: s._study_id, reverse=True)
-    return [s.study_name for s in newest_first if StudyRecord.from_attrs(s.user_attrs).mode]
+    records = ((s.study_name, StudyRecord.from_attrs(s.user_attrs)) for s in newest_first)
+    return [name for name, record in records if record.mode and (collaborative or not record.is_collaborative)]
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

@@ -16,9 +16,10 @@ from dptune.study.format import TrialRecord
 from dptune.ui import core
 
 
-def study_picker(key: str) -> str | None:
-    """A select box of the workspace's studies (the current one first); None when there is none."""
-    names = core.study_names()
+def study_picker(key: str, *, collaborative: bool = False) -> str | None:
+    """A select box of the workspace's studies (the current one first; collaborative searches
+    too with `collaborative`); None when there is none."""
+    names = core.study_names(collaborative=collaborative)
     if not names:
         st.info("No study yet: start one on the Search page, or press the one-click search on the Start page.",
                 icon=":material/info:")

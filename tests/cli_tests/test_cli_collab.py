@@ -3,12 +3,14 @@ participant's ε and bytes, and every problem of a bad YAML at once (exit 2)."""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 import yaml
 
 from dptune.cli import main
 from dptune.errors import ConfigError
-from dptune.spec.collaborative import collaborative_run_from_dict
+from dptune.spec.collaborative import collaborative_run_from_dict, load_collaborative_run
+from dptune.workspace import Workspace
 
 
 def _write(tmp_path, values) -> str:
@@ -64,3 +66,39 @@ def test_bad_theta_upload_flag_and_missing_keys(tmp_path, capsys):
     assert "--theta-upload must be comma-separated numbers in (0, 1]" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="missing key\\(s\\): dataset, collaborative"):
         collaborative_run_from_dict({"model": {"kind": "logreg"}})
+
+
+def test_collab_search_prints_each_trial_the_best_and_exports_a_runnable_yaml(tmp_path, capsys):
+    values = {**BASE, "delta": 1e-5, "collaborative": {**BASE["collaborative"], "privacy": {
+        "kind": "laplace_svt", "epsilon": 5.0, "gamma": 0.05}, "selection": "random_above_threshold"},
+        "search": {"trials": 3, "target_epsilon": 2.0, "theta_upload": [0.05, 0.5], "study_name": "cli-collab"}}
+    exported = tmp_path / "best.yaml"
+    assert main(["collab", "--config", _write(tmp_path, values), "--search", "--workspace", str(tmp_path),
+                 "--export", str(exported)]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="cli-collab", storage=Workspace.at(tmp_path).storage_url)
+    accuracies = {t.number: t.values[0] for t in study.trials}
+    best = max(accuracies, key=accuracies.get)
+    for number, accuracy in accuracies.items():
+        assert f"trial {number} (" in out and f"accuracy {accuracy:.4f}" in out
+    assert f"best trial within the target: trial {best} (" in out
+    # laplace_svt with a target: every trial spends exactly the target; three trials add up to 3 x 2
+    assert out.count("worst epsilon 2,") == 4
+    assert "the search itself charged each participant up to epsilon 6.000 (pure DP: the 3 trials' budgets added up)" in out
+    assert f"wrote trial {best} to {exported}" in out
+    run = load_collaborative_run(exported)
+    assert run.search is None and run.collaborative.privacy.epsilon == 2.0
+    assert run.collaborative.theta_upload == study.trials[best].params["theta_upload"]
+    assert main(["collab", "--config", str(exported)]) == 0
+    assert "worst participant's epsilon: 2.000" in capsys.readouterr().out
+
+
+def test_collab_search_without_a_search_block_or_with_a_bad_one_says_why(tmp_path, capsys):
+    assert main(["collab", "--config", _write(tmp_path, BASE), "--search"]) == 2
+    assert "no search block to tune" in capsys.readouterr().err
+    values = {**BASE, "search": {"trials": "many", "target_epsilon": 1}}
+    assert main(["collab", "--config", _write(tmp_path, values), "--search"]) == 2
+    err = capsys.readouterr().err
+    assert "search.trials must be an integer" in err and "target_epsilon needs privacy" in err and "2 problems" in err
+    assert main(["collab", "--config", _write(tmp_path, BASE), "--export", str(tmp_path / "x.yaml")]) == 2
+    assert "--export needs --search" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()

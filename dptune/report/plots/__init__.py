@@ -14,6 +14,7 @@ accountant (`dptune.privacy.search_cost_*`) adds on top.
 """
 
 from dptune.report.plots._budgeted import accuracy_vs_time_figure
+from dptune.report.plots._collaborative import COLLABORATIVE_AXES, collaborative_figure
 from dptune.report.plots._common import (
     EPSILON_LOG_SPAN,
     EPSILON_PER_TRIAL,
@@ -38,4 +39,4 @@ from dptune.report.plots._parameters import (
 )
 from dptune.report.plots._pareto import pareto_front_figure
 
-__all__ = ["EPSILON_LOG_SPAN", "EPSILON_PER_TRIAL", "MAX_HIGHLIGHTED_CURVES", "PARAMETER_LABELS", "accuracy_curves_figure", "accuracy_vs_time_figure", "best_within_budget", "class_balance_figure", "clip_histogram_figure", "epsilon_axis_type", "epsilon_curves_figure", "epsilon_with_search_caption", "comparable_trials", "gradient_norm_histogram", "highlighted_trials", "message_figure", "normalize_state", "parallel_coordinates_figure", "param_importances_figure", "pareto_front_figure", "pareto_mask", "plots_colorway", "speed_vs_microbatches_figure", "trial_progress_figure"]
+__all__ = ["COLLABORATIVE_AXES", "EPSILON_LOG_SPAN", "EPSILON_PER_TRIAL", "MAX_HIGHLIGHTED_CURVES", "PARAMETER_LABELS", "accuracy_curves_figure", "accuracy_vs_time_figure", "best_within_budget", "class_balance_figure", "clip_histogram_figure", "collaborative_figure", "epsilon_axis_type", "epsilon_curves_figure", "epsilon_with_search_caption", "comparable_trials", "gradient_norm_histogram", "highlighted_trials", "message_figure", "normalize_state", "parallel_coordinates_figure", "param_importances_figure", "pareto_front_figure", "pareto_mask", "plots_colorway", "speed_vs_microbatches_figure", "trial_progress_figure"]
