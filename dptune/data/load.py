@@ -366,21 +366,33 @@ def check_enough_examples(dataset: Dataset, batch_size: int) -> None:
         )
 
 
-def resolve_dataset(ref: DatasetRef, workspace: str | os.PathLike | None = None, *, save: bool = True) -> Dataset:
-    """Load the dataset `ref` points to: from the workspace by fingerprint, else rebuild the built-in one.
+def _file_dataset(ref: DatasetRef) -> Dataset:
+    """The dataset of a `file` reference, prepared with its options (FILE_OPTIONS) as `dptune
+    register` and the Data page prepare it."""
+    options = ref.options
+    return load_dataset(
+        ref.file, label_column=options.get("label"), sensitive_column=options.get("sensitive"),
+        drop_columns=tuple(options.get("drop", ())), header=options.get("header"), test_source=options.get("test"),
+        validation_fraction=float(options.get("validation_fraction", 0.2)),
+    ).dataset
 
-    A rebuilt built-in dataset is checked against `fingerprint` and stored in the
+
+def resolve_dataset(ref: DatasetRef, workspace: str | os.PathLike | None = None, *, save: bool = True) -> Dataset:
+    """Load the dataset `ref` points to: from the workspace by fingerprint, else rebuild the
+    built-in one or prepare the file.
+
+    A rebuilt or prepared dataset is checked against `fingerprint` and stored in the
     workspace (so workers find it by fingerprint).
     """
     folder = Path(ref.workspace or workspace or DEFAULT_WORKSPACE)
     dataset: Dataset | None = None
     if ref.fingerprint is not None and Workspace.at(folder).dataset_path(ref.fingerprint).exists():
         dataset = Dataset.load(ref.fingerprint, folder)
-    elif ref.builtin is not None:
-        dataset = builtin_dataset(ref.builtin, **ref.options)
+    elif ref.builtin is not None or ref.file is not None:
+        dataset = builtin_dataset(ref.builtin, **ref.options) if ref.builtin is not None else _file_dataset(ref)
         if ref.fingerprint is not None and dataset.fingerprint != ref.fingerprint:
             raise DataError(
-                f"the built-in dataset {ref.builtin!r} now has fingerprint {dataset.fingerprint[:12]}…, "
+                f"the dataset {ref.builtin or ref.file!r} now has fingerprint {dataset.fingerprint[:12]}…, "
                 f"not {ref.fingerprint[:12]}… as recorded: its data or preparation changed, so this run "
                 "cannot be reproduced exactly; put the original "
                 f"{ref.fingerprint}.npz in the workspace {folder.resolve()}"

@@ -80,6 +80,7 @@ def run_config_from_trial(study: optuna.Study, trial: FrozenTrial, *, storage_ur
     dataset = DatasetRef(
         name=study_record.dataset.name,
         builtin=spec_dataset.get("builtin"),
+        file=spec_dataset.get("file"),
         fingerprint=study_record.dataset.fingerprint,
         n_train=n_train,
         workspace=portable_workspace(study_record.workspace),

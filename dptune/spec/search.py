@@ -4,6 +4,7 @@ Example (every key but mode, dataset, model and target_epsilon has a default)::
 
     mode: budgeted                 # recipe | budgeted | pareto
     dataset: {builtin: digits}     # or {fingerprint: <sha256>, workspace: dptune-data}
+                                   # or {file: patients.csv, options: {label: outcome, sensitive: sex, drop: [id]}}
     model: {kind: mlp, hidden_units: [64]}
     target_epsilon: 3.0
     delta: null                    # default 1/N^1.1
@@ -38,6 +39,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dptune.errors import ConfigError
@@ -225,7 +227,8 @@ class SearchSpec:
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
-        data = self.dataset.name or self.dataset.builtin or self.dataset.fingerprint[:12]
+        ref = self.dataset
+        data = ref.name or ref.builtin or (Path(ref.file).stem if ref.file else None) or ref.fingerprint[:12]
         return f"{data}-{self.mode}-eps{self.target_epsilon:g}"
 
     @property

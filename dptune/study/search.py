@@ -90,8 +90,8 @@ def create_study(spec: SearchSpec, *, dataset: Dataset | None = None, worker_ind
     workspace = str(Path(spec.workspace).resolve())
     pinned = spec.replace(
         dataset=DatasetRef(
-            name=dataset.name, builtin=spec.dataset.builtin, fingerprint=dataset.fingerprint, n_train=dataset.n_train,
-            options=spec.dataset.options,
+            name=dataset.name, builtin=spec.dataset.builtin, file=spec.dataset.file, fingerprint=dataset.fingerprint,
+            n_train=dataset.n_train, options=spec.dataset.options,
         ),
         workspace=workspace,
         storage=spec.resolved_storage,
