@@ -57,7 +57,7 @@ def show(name: str) -> None:
         with tab:
             st.plotly_chart(plots.collaborative_figure(frame, axis, baselines, selected=best),
                             key=f"collab-{axis}-{name}")
-    st.caption("One marker per finished trial (colour: θd); the red line joins the trials no other beats with less "
+    st.caption("One marker per finished trial (colour: θd, when the search varies it); the red line joins the trials no other beats with less "
                "of the x axis; dashed: the baselines. Each trial's ε is for that one run.")
     _charge_caption(summary)
     if len(done):

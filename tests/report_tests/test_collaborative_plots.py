@@ -3,7 +3,9 @@ is the trials' numbers and the baselines, on the axis asked for."""
 
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from dptune.report.plots import COLLABORATIVE_AXES, collaborative_figure
 
@@ -47,3 +49,10 @@ def test_without_privacy_the_epsilon_figure_says_why_it_is_empty():
     assert "No trial has a finite ε" in figure.layout.annotations[0].text
     empty = collaborative_figure(_frame().assign(state="RUNNING"), "theta_upload", BASELINES)
     assert "No finished trial yet" in empty.layout.annotations[0].text
+
+
+def test_the_colour_scale_is_theta_download_only_when_it_varies():
+    varied = collaborative_figure(_frame(), "theta_upload", BASELINES).data[0].marker
+    assert varied.showscale and list(varied.color) == pytest.approx(np.log10([0.5, 1.0, 0.3]))
+    fixed = collaborative_figure(_frame().assign(theta_download=1.0), "theta_upload", BASELINES).data[0].marker
+    assert not fixed.showscale and fixed.color == "#1565c0"

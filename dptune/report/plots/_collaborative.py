@@ -43,7 +43,8 @@ def collaborative_figure(frame: pd.DataFrame, x: str, baselines: Mapping[str, An
                          height: int = 380) -> go.Figure:
     """Accuracy (y) of every complete trial against column `x` (a COLLABORATIVE_AXES key), log
     scale when it spans more than 30×; the step line joins the trials no other beats in both
-    (less x, more accuracy); dashed lines: centralized and standalone mean accuracy. A trial
+    (less x, more accuracy); colour: log10 θd when it varies; dashed lines: centralized and
+    standalone mean accuracy. A trial
     without privacy has no finite ε: the ε figure says so instead of plotting it."""
     done = frame[(frame["state"] == "COMPLETE") & _numeric(frame, "accuracy").notna()]
     values = _numeric(done, x)
@@ -55,9 +56,11 @@ def collaborative_figure(frame: pd.DataFrame, x: str, baselines: Mapping[str, An
     xs = _numeric(done, x).to_numpy(dtype=float)
     ys = _numeric(done, "accuracy").to_numpy(dtype=float)
     numbers = done["number"].astype(int).to_numpy()
-    figure = _trade_off_figure(xs, ys, numbers, [_hover(row) for row in done.to_dict("records")],
-                               marker={"size": 11, "color": np.log10(_numeric(done, "theta_download").to_numpy()),
-                                       "showscale": True, "colorbar": {"title": {"text": "log10 θd"}}},
+    theta_download = np.log10(_numeric(done, "theta_download").to_numpy(dtype=float))
+    varies = bool(np.nanmax(theta_download) > np.nanmin(theta_download))  # a fixed θd colours nothing
+    marker = ({"size": 11, "color": theta_download, "showscale": True, "colorbar": {"title": {"text": "log10 θd"}}}
+              if varies else {"size": 11, "color": "#1565c0"})
+    figure = _trade_off_figure(xs, ys, numbers, [_hover(row) for row in done.to_dict("records")], marker=marker,
                                selected=selected, front_name="most accurate for less")
     for key, text, colour in (("centralized", "centralized", "#2e7d32"), ("standalone_mean", "standalone mean", "#6d4c41")):
         if baselines.get(key) is not None:
