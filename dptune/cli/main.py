@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from dptune.cli import search_commands
 from dptune.cli.audit_command import add_audit_parser
 from dptune.cli.collaborative_command import add_collab_parser
+from dptune.cli.federate_command import add_federate_parser
 from dptune.cli.profile_command import add_profile_parser
 from dptune.cli.register_command import add_register_parser
 from dptune.errors import DPTuneError
@@ -246,6 +247,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_profile_parser,
     add_audit_parser,
     add_collab_parser,
+    add_federate_parser,
     add_register_parser,
 ]
 

@@ -121,6 +121,11 @@ class FlatModel:
                                  == y[s:s + EVAL_BATCH])) for s in range(0, len(x), EVAL_BATCH))
         return correct / max(len(x), 1)
 
+    def evaluate(self, parameters: np.ndarray, dataset: Dataset) -> float:
+        """Validation accuracy (fraction of `dataset`'s validation rows) of the P values `parameters`."""
+        self.set(parameters)
+        return self.accuracy(dataset.x_val, dataset.y_val)
+
 
 class SharedDPSGD:
     """One compiled DP-SGD step (`DPSGDStep`) over all training rows, shared by every
@@ -151,14 +156,32 @@ class SharedDPSGD:
             raise TrainingError(f"the local DP-SGD loss became {loss}; lower the learning rate or the clip norm")
 
 
-class _Participant:
-    """One participant's rows, local parameters and local trainer (plain SGD, or DP-SGD
-    through `shared` with a secret Poisson sampler over its own rows)."""
+PARTICIPANT_STREAM = 3
+"""Tag of each participant's public generator, `np.random.default_rng([seed, 3, i])` (1 is the
+server's, 2 the baselines'): a participant's public choices never depend on another's, so a
+participant in its own process (`dptune.federation`) makes exactly the simulation's choices."""
+
+
+def participant_rng(config: CollaborativeConfig, participant: int) -> np.random.Generator:
+    """Participant `participant`'s public generator: its mini-batch orders and its random upload choices."""
+    return np.random.default_rng([config.seed, PARTICIPANT_STREAM, participant])
+
+
+class Participant:
+    """What one DSSGD participant holds and does: its rows, its local parameters (P values),
+    its local trainer (plain SGD, or DP-SGD through `shared` with a secret Poisson sampler over
+    its own rows) and its upload rule (`select_upload`, with its own secret generator for the
+    privacy noise). The simulation holds N of them; a Flower participant process holds one."""
 
     def __init__(self, flat: FlatModel, dataset: Dataset, rows: np.ndarray, config: CollaborativeConfig,
                  public_rng: np.random.Generator, initial: np.ndarray, shared: SharedDPSGD | None) -> None:
         self.flat, self.rows, self.n, self.shared = flat, rows, len(rows), shared
+        self.config, self.public_rng = config, public_rng
+        self.secret_rng = np.random.default_rng(secrets.randbits(128))
         self.parameters = initial.copy()
+        self.uploads = upload_count(config.theta_upload, len(initial))
+        self.noise = (svt_upload_noise(config.privacy.epsilon, config.privacy.gamma, config.rounds, self.uploads)
+                      if config.privacy.kind == "laplace_svt" else None)
         if shared is not None:
             batch = config.privacy.batch_size
             self.sampler = make_sampler("poisson", self.n, batch, batch, np.random.default_rng(secrets.randbits(128)))
@@ -180,6 +203,14 @@ class _Participant:
         update = new - self.parameters
         self.parameters = new
         return update
+
+    def local_round(self, indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One local round: overwrite the downloaded parameters (`indices` into the P values,
+        `values` the server's), train, and return the upload (indices, values) of at most
+        ceil(θu·P) entries of Δw (`select_upload`)."""
+        self.parameters[indices] = values
+        return select_upload(self.train_round(), self.config, self.uploads, self.public_rng, self.secret_rng,
+                             self.noise)
 
 
 def select_upload(update: np.ndarray, config: CollaborativeConfig, uploads: int, public_rng: np.random.Generator,
@@ -217,6 +248,48 @@ def download_indices(counts_since: np.ndarray, downloads: int, config: Collabora
     return np.argpartition(-jittered, downloads - 1)[:downloads]
 
 
+class ParameterServer:
+    """The DSSGD parameter server: the global parameters (P float32 values), how many uploads
+    touched each one (`counts`), the counts at each participant's last download (`seen`, the
+    most_updated bookkeeping), the bytes each participant uploaded (`sent`) and the public
+    generator of the round orders and download ties (`np.random.default_rng([seed, 1])`).
+    The simulation and the Flower server (`dptune.federation`) both drive one."""
+
+    def __init__(self, initial: np.ndarray, config: CollaborativeConfig) -> None:
+        size = len(initial)
+        self.config = config
+        self.parameters = initial.copy()
+        self.downloads = upload_count(config.theta_download, size)
+        self.counts = np.zeros(size, np.int64)
+        self.seen = np.zeros((config.participants, size), np.int64)
+        self.sent = np.zeros(config.participants)
+        self.rng = np.random.default_rng([config.seed, 1])
+
+    def round_order(self) -> np.ndarray:
+        """The participant ids in the order they train in the next round (0..N-1, or a fresh permutation)."""
+        if self.config.order == "round_robin":
+            return np.arange(self.config.participants)
+        return self.rng.permutation(self.config.participants)
+
+    def download(self, participant: int) -> tuple[np.ndarray, np.ndarray]:
+        """What `participant` downloads before its local round: ceil(θd·P) indices
+        (`download_indices`) and the global values there."""
+        chosen = download_indices(self.counts - self.seen[participant], self.downloads, self.config, self.rng)
+        self.seen[participant] = self.counts
+        return chosen, self.parameters[chosen]
+
+    def apply(self, participant: int, indices: np.ndarray, values: np.ndarray) -> None:
+        """Add `participant`'s upload (indices into the P values, float32 changes; an index may
+        not repeat) to the global parameters and count it."""
+        np.add.at(self.parameters, indices, values)
+        self.counts[indices] += 1
+        self.sent[participant] += upload_bytes(len(indices), len(self.parameters))
+
+    def bytes_per_round(self) -> tuple[float, ...]:
+        """Each participant's mean upload bytes per local round so far (over `config.rounds`)."""
+        return tuple(float(b) / self.config.rounds for b in self.sent)
+
+
 @dataclass(frozen=True)
 class CollaborativeResult:
     """A DSSGD run and what it cost.
@@ -245,7 +318,9 @@ class CollaborativeResult:
         return worst_epsilon(self.privacy)
 
 
-def _fresh_flat_model(dataset: Dataset, model_spec: ModelSpec, config: CollaborativeConfig) -> FlatModel:
+def fresh_flat_model(dataset: Dataset, model_spec: ModelSpec, config: CollaborativeConfig) -> FlatModel:
+    """The run's model with its initial weights (fixed by `config.seed`: every process that builds
+    it starts from the same P values)."""
     return FlatModel(build_model(model_spec, dataset.input_shape, dataset.num_classes, seed=config.seed),
                      config.learning_rate)
 
@@ -261,45 +336,23 @@ def run_collaborative(dataset: Dataset, model_spec: ModelSpec, config: Collabora
     """Simulate DSSGD (module docstring) and charge every participant (δ: dp_sgd's; None: 1/N_i^1.1)."""
     started = time.perf_counter()
     shards = make_shards(dataset, config) if shards is None else shards
-    public_rng = np.random.default_rng([config.seed, 1])
-    secret_rng = np.random.default_rng(secrets.randbits(128))
-    flat = _fresh_flat_model(dataset, model_spec, config)
-    size = flat.parameter_count
-    server = flat.get()
+    flat = fresh_flat_model(dataset, model_spec, config)
+    server = ParameterServer(flat.get(), config)
     shared = SharedDPSGD(flat, dataset, config) if config.privacy.kind == "dp_sgd" else None
-    participants = [_Participant(flat, dataset, shards.indices[i], config, public_rng, server, shared)
-                    for i in range(config.participants)]
-    uploads = upload_count(config.theta_upload, size)
-    downloads = upload_count(config.theta_download, size)
-    noise = (svt_upload_noise(config.privacy.epsilon, config.privacy.gamma, config.rounds, uploads)
-             if config.privacy.kind == "laplace_svt" else None)
-    counts = np.zeros(size, np.int64)  # uploads the server applied to each parameter
-    seen = np.zeros((config.participants, size), np.int64)  # counts at each participant's last download
-    sent = np.zeros(config.participants)
+    participants = [Participant(flat, dataset, shards.indices[i], config, participant_rng(config, i),
+                                server.parameters, shared) for i in range(config.participants)]
     history = []
     for _round in range(config.rounds):
-        order = np.arange(config.participants) if config.order == "round_robin" else \
-            public_rng.permutation(config.participants)
-        for i in order:
-            participant = participants[i]
-            chosen = download_indices(counts - seen[i], downloads, config, public_rng)
-            participant.parameters[chosen] = server[chosen]
-            seen[i] = counts
-            indices, values = select_upload(participant.train_round(), config, uploads, public_rng, secret_rng, noise)
-            np.add.at(server, indices, values)
-            counts[indices] += 1
-            sent[i] += upload_bytes(len(indices), size)
-        flat.set(server)
-        history.append(flat.accuracy(dataset.x_val, dataset.y_val))
-    local_accuracies = []
-    for participant in participants:
-        flat.set(participant.parameters)
-        local_accuracies.append(flat.accuracy(dataset.x_val, dataset.y_val))
+        for i in server.round_order():
+            server.apply(i, *participants[i].local_round(*server.download(i)))
+        history.append(flat.evaluate(server.parameters, dataset))
     return CollaborativeResult(
-        config=config, shard_sizes=shards.sizes, parameter_count=size, uploads_per_round=uploads,
-        bytes_uploaded_per_round=tuple(float(b) / config.rounds for b in sent), global_accuracy=history[-1],
-        participant_accuracies=tuple(local_accuracies), history=tuple(history),
-        privacy=participant_privacy(config, shards.sizes, size, delta), seconds=time.perf_counter() - started,
+        config=config, shard_sizes=shards.sizes, parameter_count=flat.parameter_count,
+        uploads_per_round=upload_count(config.theta_upload, flat.parameter_count),
+        bytes_uploaded_per_round=server.bytes_per_round(), global_accuracy=history[-1],
+        participant_accuracies=tuple(flat.evaluate(p.parameters, dataset) for p in participants),
+        history=tuple(history), privacy=participant_privacy(config, shards.sizes, flat.parameter_count, delta),
+        seconds=time.perf_counter() - started,
     )
 
 
@@ -330,7 +383,7 @@ def run_baselines(dataset: Dataset, model_spec: ModelSpec, config: Collaborative
                   shards: Shards | None = None) -> Baselines:
     """Standalone and centralized training for `config` (see `Baselines`)."""
     shards = make_shards(dataset, config) if shards is None else shards
-    flat = _fresh_flat_model(dataset, model_spec, config)
+    flat = fresh_flat_model(dataset, model_spec, config)
     initial = flat.get()
     rng = np.random.default_rng([config.seed, 2])
     started = time.perf_counter()
