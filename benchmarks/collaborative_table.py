@@ -3,13 +3,14 @@
 For one dataset and model: standalone (each participant alone, mean and worst), DSSGD at
 θu ∈ {1, 0.1, 0.01} (θd = 1, largest |Δw|, round robin) and centralized accuracy, for three
 privacy options of the participants: none; local DP-SGD (σ calibrated so that every
-participant's own run is within --target-epsilon at δ = 1e-5, clip 1, batch 32; the uploads
-are post-processing); and the paper's Laplace/sparse-vector upload with a total budget of
---target-epsilon per participant (γ = --gamma). The baselines are plain SGD (they share
-nothing). Prints one table and each participant's worst ε; asserts nothing.
+participant's own run is within --target-epsilon at δ = 1e-5; clip, batch and learning rate
+--dp-clip, --dp-batch, --dp-learning-rate, e.g. from `dptune collab --search`; the uploads are
+post-processing); and the paper's Laplace/sparse-vector upload with a total budget of
+--target-epsilon per participant (γ = --gamma). Standalone is plain SGD, as in the paper: a
+participant alone releases nothing, so it needs no noise. Prints one table; asserts nothing.
 
     python benchmarks/collaborative_table.py                      # built-in digits, 5 participants, 10 rounds
-    python benchmarks/collaborative_table.py --mnist-sized        # 60,000 synthetic 28x28 images, 10 participants
+    python benchmarks/collaborative_table.py --mnist-sized        # 60,000 synthetic 28x28 images (10 classes), 10 participants
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ THETAS = (1.0, 0.1, 0.01)
 DELTA = 1e-5
 
 
-def _privacy_options(config: CollaborativeConfig, sizes: tuple[int, ...], target: float, gamma: float):
-    dp = CollaborativePrivacy("dp_sgd", noise_multiplier=1.0, l2_norm_clip=1.0, batch_size=32)
-    sigma = calibrate_participants(config.replace(privacy=dp), sizes, target, DELTA)
+def _privacy_options(config: CollaborativeConfig, sizes: tuple[int, ...], args: argparse.Namespace):
+    target, gamma = args.target_epsilon, args.gamma
+    dp = CollaborativePrivacy("dp_sgd", noise_multiplier=1.0, l2_norm_clip=args.dp_clip, batch_size=args.dp_batch)
+    private = config.replace(privacy=dp, learning_rate=args.dp_learning_rate or config.learning_rate)
+    sigma = calibrate_participants(private, sizes, target, DELTA)
     return [
         ("none", config),
-        (f"local DP-SGD (sigma {sigma:.3g})", config.replace(privacy=dataclasses.replace(dp, noise_multiplier=sigma))),
+        (f"local DP-SGD (sigma {sigma:.3g})", private.replace(privacy=dataclasses.replace(dp, noise_multiplier=sigma))),
         (f"Laplace/SVT (gamma {gamma:g})", config.replace(selection="random_above_threshold", privacy=CollaborativePrivacy(
             "laplace_svt", epsilon=target, gamma=gamma))),
     ]
@@ -45,15 +48,18 @@ def _privacy_options(config: CollaborativeConfig, sizes: tuple[int, ...], target
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist-sized", action="store_true", help="60,000 synthetic 28x28x1 images, 10 participants")
+    parser.add_argument("--mnist-sized", action="store_true", help="60,000 synthetic 28x28x1 images of 10 classes, 10 participants")
     parser.add_argument("--participants", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--target-epsilon", type=float, default=8.0, help="each participant's epsilon (private rows)")
     parser.add_argument("--gamma", type=float, default=0.01, help="laplace_svt's clip bound of an uploaded value")
+    parser.add_argument("--dp-batch", type=int, default=256, help="local DP-SGD's expected batch size")
+    parser.add_argument("--dp-clip", type=float, default=1.0, help="local DP-SGD's clip norm")
+    parser.add_argument("--dp-learning-rate", type=float, default=None, help="local DP-SGD's (default --learning-rate)")
     args = parser.parse_args()
     if args.mnist_sized:
-        dataset = builtin_dataset("synthetic", n_examples=60_000, image_shape=(28, 28, 1))
+        dataset = builtin_dataset("synthetic", n_examples=60_000, n_classes=10, image_shape=(28, 28, 1))
         participants = args.participants or 10
     else:
         dataset = builtin_dataset("digits")
@@ -73,7 +79,7 @@ def main() -> None:
           f"{'- (shares nothing)':>28}{baselines.standalone_seconds:>10.1f}   worst {min(standalone):.4f}")
     print(f"{'centralized (all rows pooled), no privacy':<46}{baselines.centralized_accuracy:>10.4f}"
           f"{'∞ (no privacy)':>28}{baselines.centralized_seconds:>10.1f}")
-    for label, private in _privacy_options(config, shards.sizes, args.target_epsilon, args.gamma):
+    for label, private in _privacy_options(config, shards.sizes, args):
         for theta in THETAS:
             result = run_collaborative(dataset, model, private.replace(theta_upload=theta), shards=shards,
                                        delta=DELTA if private.privacy.kind == "dp_sgd" else None)
