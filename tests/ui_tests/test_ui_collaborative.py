@@ -63,3 +63,10 @@ def test_the_export_page_does_not_offer_a_collaborative_study(workspace, collabo
     at = open_page(workspace, "export")
     assert not at.exception and not at.error, messages(at)
     assert any("No study yet" in i for i in messages(at)["info"])
+
+
+def test_the_other_pages_work_after_the_collaborative_study_was_chosen(workspace, collaborative_study):
+    at = open_page(workspace, "tradeoffs")  # makes it the current study
+    for page in ("search", "export", "data"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception and not at.error, (page, messages(at))
