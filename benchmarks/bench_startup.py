@@ -42,8 +42,8 @@ from dptune.spec.search import load_search_spec
 spec = load_search_spec(sys.argv[1]); mark("read the search YAML")
 from dptune.data.dataset import Dataset
 from dptune.workspace import Workspace
-dataset = Dataset._read(Workspace.at(spec.workspace).dataset_path(spec.dataset.fingerprint)); mark("read the .npz")
-assert dataset.fingerprint == spec.dataset.fingerprint; mark("SHA-256 of the arrays (integrity check)")
+dataset = Dataset._read(Workspace.at(spec.workspace).dataset_path(spec.dataset.fingerprint)); mark("read the .npz (and its stored fingerprint)")
+assert dataset.fingerprint == spec.dataset.fingerprint; mark("check the fingerprint (hashed only if not stored)")
 from dptune.study.budget import check_budget
 check_budget(spec, dataset.n_train); mark("check the budget")
 dptune.study.search.create_study(spec, dataset=dataset); mark("create the study")

@@ -311,3 +311,27 @@ def test_builtin_synthetic_with_a_minority_that_a_majority_model_serves_worse():
     plain = builtin_dataset("synthetic", n_examples=4000)
     assert plain.sensitive_val is None and plain.fingerprint != data.fingerprint
     assert builtin_dataset("synthetic", n_examples=4000).fingerprint == plain.fingerprint
+
+
+def test_a_stored_dataset_loads_without_hashing_again_and_a_damaged_one_is_refused(tmp_path, monkeypatch):
+    """The SHA-256 is computed when the dataset is prepared and stored in the file; loading
+    compares it with the name, and the zip's CRC-32 still refuses a damaged array."""
+    workspace = tmp_path / "ws"
+    digits = builtin_dataset("digits")
+    path = store(digits, workspace)
+
+    def no_hashing(self):
+        raise AssertionError("the fingerprint was computed again")
+
+    monkeypatch.setattr(Dataset, "_compute_fingerprint", no_hashing)
+    loaded = Dataset.load(digits.fingerprint, workspace)
+    assert loaded.fingerprint == digits.fingerprint
+    np.testing.assert_array_equal(loaded.x_train, digits.x_train)
+    monkeypatch.undo()
+    # the stored value is the one a fresh hash of the loaded arrays gives
+    assert loaded._compute_fingerprint() == digits.fingerprint
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # inside x_train's bytes
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match="cannot be read .*CRC"):
+        Dataset.load(digits.fingerprint, workspace)
