@@ -136,13 +136,13 @@ def _handle_search(run, args: argparse.Namespace) -> int:
     if run.search is None:
         raise ConfigError(f"{args.config}: no search block to tune; add e.g. `search: {{trials: 10}}` "
                           "(see dptune/spec/collaborative_search.py)")
-    from dptune.study.collaborative import exported_run, trial_line, tune_collaborative
+    from dptune.study.collaborative import exported_run, trial_line, tune_collaborative, worst_search_charge
     from dptune.study.format import StudyRecord
 
     print(f"tuning {run.search.trials} collaborative run(s): {run.collaborative.participants} participants, "
           f"privacy {_privacy_description(run.collaborative.privacy)}")
     tuning = tune_collaborative(run, workspace=args.workspace, on_trial=lambda trial: print("  " + trial_line(trial)))
-    for line in search_summary_lines(tuning, StudyRecord.of(tuning.study), trial_line):
+    for line in search_summary_lines(tuning, StudyRecord.of(tuning.study), trial_line, worst_search_charge):
         print(line)
     if args.export:
         if tuning.best is None:
@@ -152,9 +152,10 @@ def _handle_search(run, args: argparse.Namespace) -> int:
     return 0
 
 
-def search_summary_lines(tuning, record, trial_line) -> list[str]:
-    """The lines after a search (`CollaborativeTuning`, its StudyRecord, how a trial is
-    described): study, baselines, best trial, the search's charge."""
+def search_summary_lines(tuning, record, trial_line, worst_search_charge) -> list[str]:
+    """The lines after a search (`CollaborativeTuning`, its StudyRecord, and
+    dptune.study.collaborative's trial_line and worst_search_charge): study, baselines, best
+    trial, the search's charge."""
     summary = record.collaborative
     baselines = summary["baselines"]
     lines = [f"study {tuning.study.study_name!r} ({len(tuning.study.trials)} trials) in the workspace's studies.db; "
@@ -167,9 +168,10 @@ def search_summary_lines(tuning, record, trial_line) -> list[str]:
     else:
         trial = tuning.study.trials[tuning.best]
         lines.append(f"  best trial within the target: {trial_line(trial)}")
-    charges = summary["search_charges"]
-    if charges:
-        worst = max(math.inf if c["epsilon"] is None else c["epsilon"] for c in charges)
-        lines.append(f"  the search itself charged each participant up to epsilon {format_epsilon(worst)} "
-                     f"({charges[0]['note']}); each trial alone is the epsilon above")
+    charge = worst_search_charge(record)
+    if charge is not None and math.isinf(charge[0]):
+        lines.append("  no privacy: the uploads are exact parameter changes (epsilon = inf for every trial)")
+    elif charge is not None:
+        lines.append(f"  the search itself charged each participant up to epsilon {format_epsilon(charge[0])} "
+                     f"({charge[1]}); each trial alone is the epsilon above")
     return lines

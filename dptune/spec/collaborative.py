@@ -41,7 +41,7 @@ from dptune.errors import ConfigError
 from dptune.spec.collaborative_search import CollaborativeSearch, collaborative_search_from_dict
 from dptune.spec.config import ModelSpec
 from dptune.spec.dataset_ref import DatasetRef
-from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, short_repr
+from dptune.spec.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_PROTOCOL_VALUE, short_repr
 from dptune.spec.yaml_fields import is_int, is_number, load_yaml_mapping
 
 SPLITS = ("iid", "by_column", "dirichlet")
@@ -100,7 +100,7 @@ class ShardSpec:
     def problems(self, where: str) -> list[str]:
         found = _Problems()
         found.require(self.kind in SPLITS, f"{where}.kind must be one of {', '.join(SPLITS)}; got {short_repr(self.kind)}")
-        found.require(self.kind != "dirichlet" or _number_in(self.alpha, 0, 1e6, low_open=True),
+        found.require(self.kind != "dirichlet" or _number_in(self.alpha, 0, MAX_PROTOCOL_VALUE, low_open=True),
                       f"{where}.alpha (Dirichlet concentration) must be a number > 0, got {short_repr(self.alpha)}")
         found.require(self.kind != "by_column" or (isinstance(self.column, str) and bool(self.column)),
                       f"{where}.column must name a column (a feature or the sensitive attribute), "
@@ -134,17 +134,17 @@ class CollaborativePrivacy:
         found.require(self.kind in PRIVACY_KINDS,
                       f"{where}.kind must be one of {', '.join(PRIVACY_KINDS)}; got {short_repr(self.kind)}")
         if self.kind == "laplace_svt":
-            found.require(_number_in(self.epsilon, 0, 1e6, low_open=True),
-                          f"{where}.epsilon (each participant's total budget) must be a number > 0, "
+            found.require(_number_in(self.epsilon, 0, MAX_PROTOCOL_VALUE, low_open=True),
+                          f"{where}.epsilon (each participant's total budget) must be a number in (0, {MAX_PROTOCOL_VALUE:,}], "
                           f"got {short_repr(self.epsilon)}")
-            found.require(_number_in(self.gamma, 0, 1e6, low_open=True),
-                          f"{where}.gamma (the bound of each uploaded value) must be a number > 0, "
+            found.require(_number_in(self.gamma, 0, MAX_PROTOCOL_VALUE, low_open=True),
+                          f"{where}.gamma (the bound of each uploaded value) must be a number in (0, {MAX_PROTOCOL_VALUE:,}], "
                           f"got {short_repr(self.gamma)}")
         if self.kind == "dp_sgd":
-            found.require(_number_in(self.noise_multiplier, 0, 1e6),
-                          f"{where}.noise_multiplier must be a number >= 0, got {short_repr(self.noise_multiplier)}")
-            found.require(_number_in(self.l2_norm_clip, 0, 1e6, low_open=True),
-                          f"{where}.l2_norm_clip must be a number > 0, got {short_repr(self.l2_norm_clip)}")
+            found.require(_number_in(self.noise_multiplier, 0, MAX_PROTOCOL_VALUE),
+                          f"{where}.noise_multiplier must be a number in [0, {MAX_PROTOCOL_VALUE:,}], got {short_repr(self.noise_multiplier)}")
+            found.require(_number_in(self.l2_norm_clip, 0, MAX_PROTOCOL_VALUE, low_open=True),
+                          f"{where}.l2_norm_clip must be a number in (0, {MAX_PROTOCOL_VALUE:,}], got {short_repr(self.l2_norm_clip)}")
             found.require(_number_in(self.batch_size, 1, MAX_BATCH_SIZE, integer=True),
                           f"{where}.batch_size must be an integer between 1 and {MAX_BATCH_SIZE:,}, "
                           f"got {short_repr(self.batch_size)}")
@@ -197,13 +197,13 @@ class CollaborativeConfig:
             (_number_in(self.theta_upload, 0, 1, low_open=True), "theta_upload (θu) must be a number in (0, 1]"),
             (_number_in(self.theta_download, 0, 1, low_open=True), "theta_download (θd) must be a number in (0, 1]"),
             (self.download in DOWNLOADS, f"download must be one of {', '.join(DOWNLOADS)}"),
-            (_number_in(self.tau, 0, 1e6), "tau (τ) must be a number >= 0"),
+            (_number_in(self.tau, 0, MAX_PROTOCOL_VALUE), f"tau (τ) must be a number in [0, {MAX_PROTOCOL_VALUE:,}]"),
             (self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
             (self.order in ORDERS, f"order must be one of {', '.join(ORDERS)}"),
             (_number_in(self.rounds, 1, MAX_ROUNDS, integer=True), f"rounds must be an integer between 1 and {MAX_ROUNDS:,}"),
             (_number_in(self.local_epochs, 0, MAX_EPOCHS, low_open=True),
              f"local_epochs must be a number in (0, {MAX_EPOCHS:,}]"),
-            (_number_in(self.learning_rate, 0, 1e6, low_open=True), "learning_rate must be a number > 0"),
+            (_number_in(self.learning_rate, 0, MAX_PROTOCOL_VALUE, low_open=True), f"learning_rate must be a number in (0, {MAX_PROTOCOL_VALUE:,}]"),
             (_number_in(self.batch_size, 1, MAX_BATCH_SIZE, integer=True),
              f"batch_size must be an integer between 1 and {MAX_BATCH_SIZE:,}"),
             (_number_in(self.seed, 0, 2**63 - 1, integer=True), "seed must be an integer >= 0"),

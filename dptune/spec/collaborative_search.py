@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dptune.errors import ConfigError
-from dptune.spec.limits import MAX_TRIALS, short_repr
+from dptune.spec.limits import MAX_PROTOCOL_VALUE, MAX_TRIALS, short_repr
 from dptune.spec.ranges import range_pair
 from dptune.spec.yaml_fields import is_int, is_number
 
@@ -39,7 +39,7 @@ RANGE_KEYS = ("theta_upload", "theta_download", "learning_rate", "noise_multipli
 SEARCH_KEYS = ("trials", "objective", "target_epsilon", *RANGE_KEYS, "study_name", "storage")
 #: the ranges each privacy kind can search (the others do not exist for it)
 PRIVACY_RANGES = {"none": (), "dp_sgd": ("noise_multiplier", "l2_norm_clip"), "laplace_svt": ("epsilon", "gamma")}
-#: the upper end of each range (θ are fractions of the parameters)
+#: the upper end of a range (θ are fractions of the parameters; the others MAX_PROTOCOL_VALUE)
 RANGE_HIGHS = {"theta_upload": 1.0, "theta_download": 1.0}
 DEFAULT_THETA_UPLOAD = (0.01, 1.0)
 DEFAULT_THETA_DOWNLOAD = (0.1, 1.0)
@@ -117,14 +117,14 @@ def collaborative_search_from_dict(values: Any, privacy_kind: str,
     if objective not in OBJECTIVES:
         lines.append(f"{where}.objective must be one of {', '.join(OBJECTIVES)}, got {short_repr(objective)}")
     target = values.get("target_epsilon")
-    if target is not None and not (is_number(target) and 0 < target < 1e6):
+    if target is not None and not (is_number(target) and 0 < target <= MAX_PROTOCOL_VALUE):
         lines.append(f"{where}.target_epsilon must be a number > 0 or left out, got {short_repr(target)}")
     ranges = {"theta_upload": DEFAULT_THETA_UPLOAD, "theta_download": DEFAULT_THETA_DOWNLOAD}
     for name in RANGE_KEYS:
         if name not in values:
             continue
         try:
-            ranges[name] = range_pair(values[name], f"{where}.{name}", integer=False, high=RANGE_HIGHS.get(name))
+            ranges[name] = range_pair(values[name], f"{where}.{name}", integer=False, high=RANGE_HIGHS.get(name, MAX_PROTOCOL_VALUE))
         except ConfigError as error:
             lines.append(str(error))
     lines += _privacy_problems({name: values[name] for name in RANGE_KEYS if name in values}, objective, target,

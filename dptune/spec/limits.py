@@ -34,6 +34,9 @@ MAX_STEPS = 10_000_000
 accountant's memory grows with the steps (10^7 steps: about 0.9 GB and 8 s; 10^8: 3.6 GB)."""
 MAX_BATCH_SIZE = 1_048_576
 """Largest expected batch size B (examples per step); also bounds num_microbatches."""
+MAX_PROTOCOL_VALUE = 1_000_000
+"""Largest real-valued parameter of a collaborative run (learning rate, clip norm, σ, ε, γ, τ,
+Dirichlet α) and of its search ranges: beyond it the value is a typo, not a setting."""
 MAX_TRIALS = 10_000
 """Most trials one search may plan (n_trials, its mean, or the queue of a study)."""
 MAX_WORKERS = 256

@@ -17,8 +17,10 @@ With `target_epsilon`, every trial spends it: dp_sgd's σ is the smallest that k
 participant within the target (`calibrate_participants`), laplace_svt's ε is the target.
 
 The study's `collaborative` attribute holds what is common to the trials (`study_summary`)
-and the search's own charge, kept current after every trial: each participant took part in
-every trial, so `search_charges` composes all of them (`dptune.privacy.collaborative`).
+and the search's own charge, kept current as every trial starts: each participant took part
+in every trial, so `search_charges` composes all of them (`dptune.privacy.collaborative`),
+a trial that diverged (TrainingError: recorded as failed, with its reason; the search goes on)
+included, since its participants had uploaded before it stopped.
 The study mode is COLLABORATIVE_MODE; it is not a DP-SGD search mode
 (`dptune.study.modes`), so pages branch on `StudyRecord.is_collaborative` first.
 """
@@ -43,11 +45,12 @@ from dptune.data.shards import Shards
 from dptune.engine.collaborative import (
     Baselines,
     CollaborativeResult,
+    fresh_flat_model,
     make_shards,
     run_baselines,
     run_collaborative,
 )
-from dptune.errors import ConfigError
+from dptune.errors import ConfigError, TrainingError
 from dptune.privacy.collaborative import calibrate_participants, search_charges
 from dptune.spec.collaborative import (
     CollaborativeConfig,
@@ -192,6 +195,16 @@ def collaborative_frame(study: optuna.Study) -> pd.DataFrame:
                                        "l2_norm_clip", "privacy_epsilon", "gamma", "seconds"])
 
 
+def worst_search_charge(record: StudyRecord) -> tuple[float, str] | None:
+    """(ε, how it was composed) of the participant the search charged most (all its trials
+    composed; ∞ without privacy), or None before the first trial."""
+    charges = (record.collaborative or {}).get("search_charges") or []
+    if not charges:
+        return None
+    worst = max(charges, key=lambda c: math.inf if c["epsilon"] is None else c["epsilon"])
+    return (math.inf if worst["epsilon"] is None else float(worst["epsilon"])), str(worst["note"])
+
+
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:
     """One line of a finished trial: its parameters, accuracy, worst ε, bytes and seconds."""
     record = TrialRecord.of(trial)
@@ -203,7 +216,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
     parameters += [f"{name} {privacy[name]:.3g}" for name in ("noise_multiplier", "l2_norm_clip", "epsilon", "gamma")
                    if privacy.get(name) is not None]
     if trial.state.name != "COMPLETE":
-        return f"trial {trial.number} ({', '.join(parameters)}): {trial.state.name.lower()}"
+        reason = f" ({record.fail_reason})" if record.fail_reason else ""
+        return f"trial {trial.number} ({', '.join(parameters)}): {trial.state.name.lower()}{reason}"
     worst = summary.get("worst_epsilon")
     return (f"trial {trial.number} ({', '.join(parameters)}): accuracy {record.val_accuracy:.4f}, worst epsilon "
             f"{'inf' if worst is None else f'{worst:.3g}'}, {summary.get('bytes_per_round', 0):,.0f} bytes/round, "
@@ -241,7 +255,7 @@ def tune_collaborative(run: CollaborativeRun, *, workspace: str | Path | None = 
         raise ConfigError(f"search.study_name: a study named {name!r} already exists; choose another name")
     shards = make_shards(dataset, run.collaborative)
     baselines = run_baselines(dataset, run.model, run.collaborative, shards=shards)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is printed by on_trial, with its reason
     study = optuna.create_study(storage=storage, study_name=name, directions=directions(search, run.collaborative),
                                 sampler=optuna.samplers.TPESampler(n_startup_trials=max(2, min(10, search.trials // 3))))
     names = ["val_accuracy", *(["worst_epsilon"] if search.objective == "pareto" and run.collaborative.private else []),
@@ -256,23 +270,28 @@ def tune_collaborative(run: CollaborativeRun, *, workspace: str | Path | None = 
                 n_trials_planned=search.trials, created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 collaborative=study_summary(run, shards, baselines))
     configs: list[CollaborativeConfig] = []
+    parameter_count = fresh_flat_model(dataset, run.model, run.collaborative).parameter_count
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         config = suggest_config(trial, run, shards.sizes)
         write_trial(trial, config=config.to_dict(), model_spec=run.model.to_dict(), delta=run.delta)
-        result = run_collaborative(dataset, run.model, config, shards=shards, delta=run.delta)
+        configs.append(config)  # charged before it runs: a run that fails has uploaded already
+        charges = search_charges(configs, shards.sizes, parameter_count, run.delta)
+        write_study(study, collaborative=study_summary(run, shards, baselines, charges))
+        try:
+            result = run_collaborative(dataset, run.model, config, shards=shards, delta=run.delta)
+        except TrainingError as error:  # diverged (e.g. too large a learning rate): the search goes on
+            write_trial(trial, fail_reason=str(error))
+            raise
         summary = trial_summary(result)
         write_trial(trial, history=[{"round": r + 1, "val_accuracy": a} for r, a in enumerate(result.history)],
                     epsilon_total=result.worst_epsilon, val_accuracy=result.global_accuracy,
                     train_seconds=result.seconds, collaborative=summary)
-        configs.append(config)
-        charges = search_charges(configs, shards.sizes, result.parameter_count, run.delta)
-        write_study(study, collaborative=study_summary(run, shards, baselines, charges))
         if search.objective == "accuracy":
             return result.global_accuracy
         private = [result.worst_epsilon] if config.private else []
         return (result.global_accuracy, *private, summary["bytes_per_round"])
 
     callbacks = [lambda _study, frozen: on_trial(frozen)] if on_trial else []
-    study.optimize(objective, n_trials=search.trials, callbacks=callbacks, catch=())
+    study.optimize(objective, n_trials=search.trials, callbacks=callbacks, catch=(TrainingError,))
     return CollaborativeTuning(study, shards.sizes, baselines, best_trial(study))

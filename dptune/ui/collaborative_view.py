@@ -12,7 +12,7 @@ import yaml
 
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
-from dptune.study.collaborative import best_trial, collaborative_frame, exported_run
+from dptune.study.collaborative import best_trial, collaborative_frame, exported_run, worst_search_charge
 from dptune.study.format import StudyRecord, TrialRecord
 from dptune.ui import core
 
@@ -59,18 +59,19 @@ def show(name: str) -> None:
                             key=f"collab-{axis}-{name}")
     st.caption("One marker per finished trial (colour: θd, when the search varies it); the red line joins the trials no other beats with less "
                "of the x axis; dashed: the baselines. Each trial's ε is for that one run.")
-    _charge_caption(summary)
+    _charge_caption(record)
     if len(done):
         _trial_details(study, done, best, name)
     st.dataframe(frame, hide_index=True, key=f"collab-table-{name}")
 
 
-def _charge_caption(summary: dict) -> None:
-    charges = summary.get("search_charges") or []
-    if charges:
-        worst = max(math.inf if c["epsilon"] is None else c["epsilon"] for c in charges)
+def _charge_caption(record: StudyRecord) -> None:
+    charge = worst_search_charge(record)
+    if charge is not None and math.isinf(charge[0]):
+        st.caption("No privacy: the uploads are exact parameter changes, ε = ∞ for every trial.")
+    elif charge is not None:
         st.caption(f"The search itself: every participant took part in every trial, so releasing all of them costs "
-                   f"each participant up to ε = {format_epsilon(worst)} ({charges[0]['note']}).")
+                   f"each participant up to ε = {format_epsilon(charge[0])} ({charge[1]}).")
 
 
 def _trial_details(study, done: pd.DataFrame, best: int | None, name: str) -> None:

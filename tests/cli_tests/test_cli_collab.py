@@ -102,3 +102,15 @@ def test_collab_search_without_a_search_block_or_with_a_bad_one_says_why(tmp_pat
     assert "search.trials must be an integer" in err and "target_epsilon needs privacy" in err and "2 problems" in err
     assert main(["collab", "--config", _write(tmp_path, BASE), "--export", str(tmp_path / "x.yaml")]) == 2
     assert "--export needs --search" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_collab_search_without_privacy_prints_the_baselines_the_study_holds(tmp_path, capsys):
+    values = {**BASE, "search": {"trials": 2, "study_name": "plain"}}
+    assert main(["collab", "--config", _write(tmp_path, values), "--search", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="plain", storage=Workspace.at(tmp_path).storage_url)
+    baselines = study.user_attrs["collaborative"]["baselines"]
+    assert f"standalone accuracy: mean {baselines['standalone_mean']:.4f}, worst {min(baselines['standalone']):.4f}" in out
+    assert f"centralized accuracy: {baselines['centralized']:.4f}" in out
+    assert "no privacy: the uploads are exact parameter changes (epsilon = inf for every trial)" in out
+    assert out.count("worst epsilon inf") == 3  # two trials and the best one

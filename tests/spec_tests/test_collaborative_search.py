@@ -58,3 +58,11 @@ def test_every_problem_of_the_search_block_is_reported_at_once_with_the_rest_of_
 def test_a_target_needs_privacy():
     with pytest.raises(ConfigError, match="target_epsilon needs privacy dp_sgd or laplace_svt"):
         _run({"target_epsilon": 1})
+
+
+def test_a_range_beyond_what_a_run_accepts_is_refused_when_the_file_is_read():
+    with pytest.raises(ConfigError) as raised:
+        _run({"learning_rate": [1e5, 1e7], "l2_norm_clip": [0, 1]}, DP_SGD)
+    message = str(raised.value)
+    assert "search.learning_rate[1] (high)" in message and "1000000" in message.replace(",", "")
+    assert "search.l2_norm_clip[0] (low)" in message and "2 problems" in message

@@ -9,10 +9,13 @@ import math
 
 import optuna
 import pytest
+import yaml
 
-from dptune.errors import ConfigError
+from dptune.cli import main
+from dptune.errors import ConfigError, TrainingError
 from dptune.privacy.collaborative import participant_privacy, search_charges
 from dptune.spec.collaborative import collaborative_run_from_dict
+from dptune.study import collaborative
 from dptune.study.collaborative import (
     best_trial,
     collaborative_frame,
@@ -109,3 +112,36 @@ def test_a_run_without_a_search_block_is_refused(tmp_path):
                                        "collaborative": {"participants": 3}})
     with pytest.raises(ConfigError, match="no search block"):
         tune_collaborative(run, workspace=tmp_path)
+
+
+def test_a_diverging_trial_is_recorded_as_failed_charged_and_the_search_goes_on(tmp_path, capsys, monkeypatch):
+    """The first run diverges (as a too large learning rate makes it: the engine raises
+    TrainingError); the search records it as failed with the reason, charges it (its
+    participants uploaded before it stopped) and runs the next trial."""
+    real_run = collaborative.run_collaborative
+    calls = []
+
+    def first_run_diverges(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingError("the local training loss became nan; lower the learning rate")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(collaborative, "run_collaborative", first_run_diverges)
+    values = {"dataset": {"builtin": "digits"}, "model": {"kind": "logreg"}, "delta": 1e-5,
+              "collaborative": {"participants": 3, "rounds": 2, "privacy": DP_SGD},
+              "search": {"trials": 2, "study_name": "diverges"}}
+    config = tmp_path / "collab.yaml"
+    config.write_text(yaml.safe_dump(values))
+    assert main(["collab", "--config", str(config), "--search", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="diverges", storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert TrialRecord.of(study.trials[0]).fail_reason == "the local training loss became nan; lower the learning rate"
+    assert "trial 0 (" in out and "): fail (the local training loss became nan" in out
+    assert "best trial within the target: trial 1 (" in out
+    charges = StudyRecord.of(study).collaborative["search_charges"]
+    sizes = tuple(c["n_train"] for c in charges)
+    expected = search_charges([trial_config(t) for t in study.trials], sizes, 650, 1e-5)
+    assert [c["epsilon"] for c in charges] == pytest.approx([c.epsilon for c in expected])
+    assert "its 2 local DP-SGD runs composed" in charges[0]["note"]
