@@ -116,24 +116,26 @@ def keras_steps(x, y, batch: int, jit_compile: bool, spec: ModelSpec) -> dict:
 
 
 def dp_step(x, y, batch: int, microbatches: int | None, sampling: str, jit_compile: bool, spec: ModelSpec,
-            layerwise: bool | None = None):
+            layerwise: bool | None = None, clip: float = CLIP, sigma: float = SIGMA):
     """One dptune step per call (sampling included, as in training); microbatches None: m = B;
-    layerwise None: dptune's own choice of gradient path. The loss is read back every call, so
-    that the timing covers the device work."""
+    layerwise None: dptune's own choice of gradient path, which the returned callable carries
+    as `.gradient_path`. The loss is read back every call, so that the timing covers the
+    device work."""
     config = DPSGDConfig(
-        l2_norm_clip=CLIP, noise_multiplier=SIGMA, num_microbatches=microbatches or batch, batch_size=batch,
+        l2_norm_clip=clip, noise_multiplier=sigma, num_microbatches=microbatches or batch, batch_size=batch,
         learning_rate=0.25, sampling=sampling,
     )
     model = build_model(spec, x.shape[1:], 10, seed=0)
     step_fn = DPSGDStep(model, make_optimizer(config), config, tf.constant(x), tf.constant(y), 1, jit_compile,
                         layerwise=layerwise)
-    dp_step.paths[(microbatches, sampling, layerwise)] = step_fn.gradient_path
     sampler = make_sampler(sampling, len(x), batch, config.num_microbatches, np.random.default_rng(0))
     counter = iter(range(10**9))
-    return lambda: float(step_fn.run(sampler.next_step(), next(counter))[0])
 
+    def run_step() -> None:
+        float(step_fn.run(sampler.next_step(), next(counter))[0])
 
-dp_step.paths = {}
+    run_step.gradient_path = step_fn.gradient_path
+    return run_step
 
 
 DP_SETTINGS = (
@@ -189,7 +191,7 @@ def main() -> None:
         ratio = medians[name] / baseline
         print(f"{name:<24}{medians[name] * 1e3:>8.2f} ms{ratio:>8.2f}   {other[name] * 1e3:>8.2f} ms")
     print(f"(a) non-private = the faster Keras step ({baseline_name}); XLA {'on' if xla else 'off'} is dptune's default")
-    print(f"gradient path dptune chose for per-example clipping: {dp_step.paths[(None, 'poisson', None)]}; "
+    print(f"gradient path dptune chose for per-example clipping: {settings['per_example'].gradient_path}; "
           f"load average after {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps({"device": device_name(), **rows}))

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from dptune.errors import ConfigError
+from dptune.privacy.collaborative import worst_epsilon
 from dptune.privacy.statement import format_epsilon
 from dptune.spec.collaborative import load_collaborative_run
 
@@ -118,14 +119,22 @@ def collab_lines(config, shard_sizes, baselines, results) -> list[str]:
     for result in results:
         lines.append(f"  participants at theta_u {result.config.theta_upload:g} ({result.uploads_per_round:,} values "
                      "uploaded per round at most):")
-        lines.append(f"    {'#':>3}{'rows':>7}{'epsilon':>17}{'delta':>10}{'bytes/round':>13}{'local acc.':>12}")
-        for charge, sent, accuracy in zip(result.privacy, result.bytes_uploaded_per_round,
-                                          result.participant_accuracies):
-            delta = "-" if not math.isfinite(charge.epsilon) else f"{charge.delta:.2g}"
-            lines.append(f"    {charge.participant:>3}{charge.n_train:>7}{format_epsilon(charge.epsilon):>17}"
-                         f"{delta:>10}{sent:>13,.0f}{accuracy:>12.4f}")
-        lines.append(f"    worst participant's epsilon: {format_epsilon(result.worst_epsilon)} "
-                     f"({result.privacy[0].note})")
+        lines += participant_table(result.privacy, result.bytes_uploaded_per_round, result.participant_accuracies)
+    return lines
+
+
+def participant_table(charges, sent, accuracies=None) -> list[str]:
+    """One row per participant (its rows, ε, δ, mean bytes uploaded per round and, when given,
+    its local model's validation accuracy) under a header, then the worst participant's ε;
+    `charges` are `dptune.privacy.collaborative.ParticipantPrivacy`."""
+    header = f"    {'#':>3}{'rows':>7}{'epsilon':>17}{'delta':>10}{'bytes/round':>13}"
+    lines = [header + (f"{'local acc.':>12}" if accuracies is not None else "")]
+    for i, (charge, bytes_per_round) in enumerate(zip(charges, sent)):
+        delta = "-" if not math.isfinite(charge.epsilon) else f"{charge.delta:.2g}"
+        accuracy = "" if accuracies is None else f"{accuracies[i]:>12.4f}"
+        lines.append(f"    {charge.participant:>3}{charge.n_train:>7}{format_epsilon(charge.epsilon):>17}"
+                     f"{delta:>10}{bytes_per_round:>13,.0f}{accuracy}")
+    lines.append(f"    worst participant's epsilon: {format_epsilon(worst_epsilon(charges))} ({charges[0].note})")
     return lines
 
 
@@ -142,7 +151,9 @@ def _handle_search(run, args: argparse.Namespace) -> int:
     print(f"tuning {run.search.trials} collaborative run(s): {run.collaborative.participants} participants, "
           f"privacy {_privacy_description(run.collaborative.privacy)}")
     tuning = tune_collaborative(run, workspace=args.workspace, on_trial=lambda trial: print("  " + trial_line(trial)))
-    for line in search_summary_lines(tuning, StudyRecord.of(tuning.study), trial_line, worst_search_charge):
+    record = StudyRecord.of(tuning.study)
+    best_line = None if tuning.best is None else trial_line(tuning.study.trials[tuning.best])
+    for line in search_summary_lines(tuning, record.target_epsilon, best_line, worst_search_charge(record)):
         print(line)
     if args.export:
         if tuning.best is None:
@@ -152,23 +163,22 @@ def _handle_search(run, args: argparse.Namespace) -> int:
     return 0
 
 
-def search_summary_lines(tuning, record, trial_line, worst_search_charge) -> list[str]:
-    """The lines after a search (`CollaborativeTuning`, its StudyRecord, and
-    dptune.study.collaborative's trial_line and worst_search_charge): study, baselines, best
-    trial, the search's charge."""
-    summary = record.collaborative
-    baselines = summary["baselines"]
+def search_summary_lines(tuning, target_epsilon: float | None, best_line: str | None,
+                         charge: tuple[float, str] | None) -> list[str]:
+    """The lines after a search: the study, the baselines (`CollaborativeTuning`), the best
+    trial (`best_line`, None when none is within `target_epsilon`) and the search's own charge
+    (`worst_search_charge`)."""
+    baselines = tuning.baselines
+    standalone = baselines.standalone_accuracies
     lines = [f"study {tuning.study.study_name!r} ({len(tuning.study.trials)} trials) in the workspace's studies.db; "
              "open it on the Trade-offs page",
              f"  shard sizes {', '.join(map(str, tuning.shard_sizes))}",
-             f"  standalone accuracy: mean {baselines['standalone_mean']:.4f}, worst {min(baselines['standalone']):.4f}",
-             f"  centralized accuracy: {baselines['centralized']:.4f}"]
-    if tuning.best is None:
-        lines.append(f"  no trial is within the target epsilon {record.target_epsilon:g}")
+             f"  standalone accuracy: mean {sum(standalone) / len(standalone):.4f}, worst {min(standalone):.4f}",
+             f"  centralized accuracy: {baselines.centralized_accuracy:.4f}"]
+    if best_line is None:
+        lines.append(f"  no trial is within the target epsilon {target_epsilon:g}")
     else:
-        trial = tuning.study.trials[tuning.best]
-        lines.append(f"  best trial within the target: {trial_line(trial)}")
-    charge = worst_search_charge(record)
+        lines.append(f"  best trial within the target: {best_line}")
     if charge is not None and math.isinf(charge[0]):
         lines.append("  no privacy: the uploads are exact parameter changes (epsilon = inf for every trial)")
     elif charge is not None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from dptune.cli.collaborative_command import participant_table
 from dptune.errors import ConfigError
 from dptune.federation.protocol import DEFAULT_ADDRESS, DEFAULT_WAIT_S
-from dptune.privacy.statement import format_epsilon
 from dptune.spec.collaborative import CollaborativeRun, load_collaborative_run
 
 
@@ -93,11 +93,5 @@ def server_summary(result) -> list[str]:
     per round (`dptune.federation.server.FederatedResult`)."""
     lines = [f"  final global accuracy {result.global_accuracy:.4f} after {result.flower_rounds} Flower rounds "
              f"({result.seconds:.1f} s); P = {result.parameter_count:,} parameters, {result.uploads_per_round:,} "
-             "values uploaded per round at most",
-             f"    {'#':>3}{'rows':>7}{'epsilon':>17}{'delta':>10}{'bytes/round':>13}"]
-    for charge, sent in zip(result.privacy, result.bytes_uploaded_per_round):
-        delta = "-" if not math.isfinite(charge.epsilon) else f"{charge.delta:.2g}"
-        lines.append(f"    {charge.participant:>3}{charge.n_train:>7}{format_epsilon(charge.epsilon):>17}"
-                     f"{delta:>10}{sent:>13,.0f}")
-    lines.append(f"    worst participant's epsilon: {format_epsilon(result.worst_epsilon)} ({result.privacy[0].note})")
-    return lines
+             "values uploaded per round at most"]
+    return lines + participant_table(result.privacy, result.bytes_uploaded_per_round)

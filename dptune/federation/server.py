@@ -35,7 +35,7 @@ from dptune.data.dataset import Dataset
 from dptune.engine.collaborative import FlatModel, ParameterServer, fresh_flat_model
 from dptune.errors import DPTuneError, TrainingError
 from dptune.federation.protocol import DEFAULT_WAIT_S, PARAMETERS_KEY, PARTICIPANT_KEY, ROWS_KEY
-from dptune.privacy.collaborative import ParticipantPrivacy, participant_privacy, upload_count, worst_epsilon
+from dptune.privacy.collaborative import ParticipantPrivacy, participant_privacy, upload_count
 from dptune.spec.collaborative import CollaborativeRun
 
 
@@ -62,10 +62,6 @@ class FederatedResult:
     @property
     def global_accuracy(self) -> float:
         return self.history[-1]
-
-    @property
-    def worst_epsilon(self) -> float:
-        return worst_epsilon(self.privacy)
 
 
 class DssgdStrategy(Strategy):

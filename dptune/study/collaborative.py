@@ -70,7 +70,7 @@ from dptune.study.format import (
 )
 from dptune.study.results import best_within
 from dptune.study.storage import open_storage
-from dptune.workspace import Workspace
+from dptune.workspace import DEFAULT_WORKSPACE, Workspace
 
 CONFIG_PARAMETERS = ("theta_upload", "theta_download", "learning_rate")
 """Searchable keys of the collaborative block itself; the others are its privacy's."""
@@ -87,11 +87,18 @@ class CollaborativeTuning:
     best: int | None
 
 
-def directions(search: CollaborativeSearch, config: CollaborativeConfig) -> list[str]:
-    """The study's directions: accuracy; with pareto also the worst ε (when private) and bytes."""
+def objectives(search: CollaborativeSearch, config: CollaborativeConfig) -> list[tuple[str, str]]:
+    """The study's (metric name, direction) pairs, in the order a trial returns its values:
+    accuracy; with pareto also the worst ε (when private) and the bytes per round."""
     if search.objective == "accuracy":
-        return ["maximize"]
-    return ["maximize", *(["minimize"] if config.private else []), "minimize"]
+        return [("val_accuracy", "maximize")]
+    return [("val_accuracy", "maximize"), *([("worst_epsilon", "minimize")] if config.private else []),
+            ("bytes_per_round", "minimize")]
+
+
+def directions(search: CollaborativeSearch, config: CollaborativeConfig) -> list[str]:
+    """The study's directions (`objectives`)."""
+    return [direction for _name, direction in objectives(search, config)]
 
 
 def _sample(trial: optuna.Trial, name: str, pair: tuple[float, float]) -> float:
@@ -179,7 +186,7 @@ def collaborative_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         record = TrialRecord.of(trial)
-        summary = trial.user_attrs.get("collaborative") or {}
+        summary = record.collaborative or {}
         privacy = (record.config or {}).get("privacy") or {}
         rows.append({
             "number": trial.number, "state": trial.state.name, "accuracy": record.val_accuracy,
@@ -247,7 +254,7 @@ def tune_collaborative(run: CollaborativeRun, *, workspace: str | Path | None = 
     if run.search is None:
         raise ConfigError("this collaborative YAML has no search block: add `search: {trials: 10}` to tune it")
     search = run.search
-    root = Workspace.at(run.dataset.workspace or workspace or Workspace.at().root)
+    root = Workspace.at(run.dataset.workspace or workspace or DEFAULT_WORKSPACE)
     dataset = dataset or resolve_dataset(run.dataset, root.root, save=False)
     storage = open_storage(search.storage or root.storage_url)
     name = search.study_name or _default_study_name(dataset)
@@ -258,11 +265,9 @@ def tune_collaborative(run: CollaborativeRun, *, workspace: str | Path | None = 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is printed by on_trial, with its reason
     study = optuna.create_study(storage=storage, study_name=name, directions=directions(search, run.collaborative),
                                 sampler=optuna.samplers.TPESampler(n_startup_trials=max(2, min(10, search.trials // 3))))
-    names = ["val_accuracy", *(["worst_epsilon"] if search.objective == "pareto" and run.collaborative.private else []),
-             *(["bytes_per_round"] if search.objective == "pareto" else [])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(names)
+        study.set_metric_names([name for name, _direction in objectives(search, run.collaborative)])
     write_study(study, mode=COLLABORATIVE_MODE,
                 dataset=DatasetRecord(name=dataset.name, fingerprint=dataset.fingerprint, n_train=dataset.n_train,
                                       preprocessing=dataset.preprocessing_record()),
@@ -287,10 +292,9 @@ def tune_collaborative(run: CollaborativeRun, *, workspace: str | Path | None = 
         write_trial(trial, history=[{"round": r + 1, "val_accuracy": a} for r, a in enumerate(result.history)],
                     epsilon_total=result.worst_epsilon, val_accuracy=result.global_accuracy,
                     train_seconds=result.seconds, collaborative=summary)
-        if search.objective == "accuracy":
-            return result.global_accuracy
-        private = [result.worst_epsilon] if config.private else []
-        return (result.global_accuracy, *private, summary["bytes_per_round"])
+        values = {"val_accuracy": result.global_accuracy, "worst_epsilon": result.worst_epsilon,
+                  "bytes_per_round": summary["bytes_per_round"]}
+        return tuple(values[name] for name, _direction in objectives(search, config))
 
     callbacks = [lambda _study, frozen: on_trial(frozen)] if on_trial else []
     study.optimize(objective, n_trials=search.trials, callbacks=callbacks, catch=(TrainingError,))
