@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from dptune.errors import ConfigError
-from dptune.privacy.collaborative import worst_epsilon
+from dptune.privacy.collaborative import NOT_COVERED, worst_epsilon
 from dptune.privacy.statement import format_epsilon
 from dptune.spec.collaborative import load_collaborative_run
 
@@ -105,6 +105,7 @@ def collab_lines(config, shard_sizes, baselines, results) -> list[str]:
         f"participants, split {config.split.kind}, shard sizes {', '.join(map(str, shard_sizes))}; "
         f"{config.rounds} rounds x {config.local_epochs:g} local epoch(s); P = {results[0].parameter_count:,} parameters",
         f"  privacy: {described}; baselines are plain SGD (no sharing, no noise)",
+        f"  {NOT_COVERED}",
         f"  {'setting':<58}{'accuracy':>10}{'seconds':>10}",
         f"  {'standalone, mean / worst participant':<58}{sum(standalone) / len(standalone):>10.4f}"
         f"{baselines.standalone_seconds:>10.2f}   worst {min(standalone):.4f}",
@@ -174,7 +175,8 @@ def search_summary_lines(tuning, target_epsilon: float | None, best_line: str | 
              "open it on the Trade-offs page",
              f"  shard sizes {', '.join(map(str, tuning.shard_sizes))}",
              f"  standalone accuracy: mean {sum(standalone) / len(standalone):.4f}, worst {min(standalone):.4f}",
-             f"  centralized accuracy: {baselines.centralized_accuracy:.4f}"]
+             f"  centralized accuracy: {baselines.centralized_accuracy:.4f}",
+             f"  {NOT_COVERED}"]
     if best_line is None:
         lines.append(f"  no trial is within the target epsilon {target_epsilon:g}")
     else:

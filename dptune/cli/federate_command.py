@@ -16,6 +16,7 @@ import math
 from dptune.cli.collaborative_command import participant_table
 from dptune.errors import ConfigError
 from dptune.federation.protocol import DEFAULT_ADDRESS, DEFAULT_WAIT_S
+from dptune.privacy.collaborative import NOT_COVERED
 from dptune.spec.collaborative import CollaborativeRun, load_collaborative_run
 
 
@@ -94,4 +95,4 @@ def server_summary(result) -> list[str]:
     lines = [f"  final global accuracy {result.global_accuracy:.4f} after {result.flower_rounds} Flower rounds "
              f"({result.seconds:.1f} s); P = {result.parameter_count:,} parameters, {result.uploads_per_round:,} "
              "values uploaded per round at most"]
-    return lines + participant_table(result.privacy, result.bytes_uploaded_per_round)
+    return lines + participant_table(result.privacy, result.bytes_uploaded_per_round) + [f"  {NOT_COVERED}"]

@@ -38,7 +38,11 @@ so its ε is that of its own DP-SGD run (`DPSGDRun`), at δ = 1/N_i^1.1 unless g
 participant that took part in T trials is charged them all by composition
 (`search_charges`: pure ε adds up for laplace_svt; dp_sgd's T runs compose on the RDP
 accountant at δ). That is an upper bound on releasing every trial's model; choosing the best
-trial by validation accuracy is post-processing of those releases.
+trial by validation accuracy is post-processing of those releases and of the validation rows.
+
+**Not covered** (`NOT_COVERED`, shown wherever the numbers are): the baselines (standalone and
+centralized are plain SGD on the same private rows, without noise) and every accuracy (measured
+on the dataset's validation rows, which no ε protects), as in dptune's privacy statement.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ from dptune.privacy.accountant import epsilon_of_rdp, privacy_report, runs_rdp
 from dptune.privacy.calibration import calibrate_noise
 from dptune.privacy.run import DPSGDRun, default_delta, num_steps
 from dptune.spec.collaborative import CollaborativeConfig
+
+NOT_COVERED = (
+    "epsilon covers what each participant uploads; it does not cover the baselines (standalone and centralized "
+    "are trained without noise on the same rows) or the accuracies (measured on the validation rows): they are for "
+    "the data owner, not for publication"
+)
+"""What a collaborative run's ε does not cover (module docstring), said beside its numbers."""
 
 SELECT_SHARE = 8 / 9
 """Share of each round's budget spent choosing which values to upload (the paper's split)."""

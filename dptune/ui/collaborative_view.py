@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from dptune.privacy.collaborative import NOT_COVERED
 from dptune.privacy.statement import format_epsilon
 from dptune.report import plots
 from dptune.study.collaborative import best_trial, collaborative_frame, exported_run, worst_search_charge
@@ -60,6 +61,7 @@ def show(name: str) -> None:
     st.caption("One marker per finished trial (colour: θd, when the search varies it); the red line joins the trials no other beats with less "
                "of the x axis; dashed: the baselines. Each trial's ε is for that one run.")
     _charge_caption(record)
+    st.caption(f"What ε covers: {NOT_COVERED.replace('epsilon', 'ε', 1)}.")
     if len(done):
         _trial_details(study, done, best, name)
     st.dataframe(frame, hide_index=True, key=f"collab-table-{name}")

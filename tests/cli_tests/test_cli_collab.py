@@ -9,6 +9,7 @@ import yaml
 
 from dptune.cli import main
 from dptune.errors import ConfigError
+from dptune.privacy.collaborative import NOT_COVERED
 from dptune.spec.collaborative import collaborative_run_from_dict, load_collaborative_run
 from dptune.workspace import Workspace
 
@@ -31,6 +32,7 @@ def test_collab_prints_the_table(tmp_path, capsys):
     assert "standalone, mean / worst participant" in out
     assert "DSSGD theta_u 1, theta_d 1 (largest)" in out and "DSSGD theta_u 0.1, theta_d 1 (largest)" in out
     assert "centralized (all rows pooled)" in out
+    assert NOT_COVERED in out  # the baselines and accuracies are not covered by epsilon, and it says so
     assert out.count("worst participant's epsilon: ∞ (no privacy)") == 2
     # logreg on 8x8 digits: P = 64*10 + 10 = 650; θu = 0.1 uploads 65 values = 520 bytes per round
     assert "650 parameters" in out and "(65 values uploaded per round at most)" in out and "520" in out
@@ -113,4 +115,5 @@ def test_collab_search_without_privacy_prints_the_baselines_the_study_holds(tmp_
     assert f"standalone accuracy: mean {baselines['standalone_mean']:.4f}, worst {min(baselines['standalone']):.4f}" in out
     assert f"centralized accuracy: {baselines['centralized']:.4f}" in out
     assert "no privacy: the uploads are exact parameter changes (epsilon = inf for every trial)" in out
+    assert NOT_COVERED in out
     assert out.count("worst epsilon inf") == 3  # two trials and the best one

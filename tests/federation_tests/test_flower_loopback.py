@@ -26,6 +26,7 @@ import yaml
 
 from dptune.data import builtin_dataset
 from dptune.engine.collaborative import run_collaborative
+from dptune.privacy.collaborative import NOT_COVERED
 from dptune.privacy.statement import format_epsilon
 from dptune.spec.collaborative import collaborative_run_from_dict
 
@@ -89,6 +90,7 @@ def test_loopback_run_equals_the_simulation(tmp_path, digits):
     # 4 decimals tell apart every count of correct rows out of the 374 validation rows
     assert _round_accuracies(out) == [f"{accuracy:.4f}" for accuracy in simulated.history]
     assert f"final global accuracy {simulated.global_accuracy:.4f} after 6 Flower rounds" in out
+    assert NOT_COVERED in out
     assert re.findall(r"^ +\d +(\d+) +∞ \(no privacy\) +- +(\d+)$", out, re.MULTILINE) == \
         [(str(n), f"{sent:.0f}") for n, sent in zip(simulated.shard_sizes, simulated.bytes_uploaded_per_round)]
 

@@ -44,6 +44,7 @@ def test_tradeoffs_shows_the_numbers_of_a_collaborative_search(workspace, collab
     captions = " ".join(c.value for c in at.caption)
     worst = max(c["epsilon"] for c in record.collaborative["search_charges"])
     assert f"up to ε = {format_epsilon(worst)}" in captions
+    assert "does not cover the baselines" in captions and "validation rows" in captions
 
 
 def test_choosing_another_trial_shows_its_participants(workspace, collaborative_study):
