@@ -143,3 +143,29 @@ def test_shared_dp_sgd_step_samples_only_the_participants_rows(digits, monkeypat
     for rows, sampled, _step in seen:
         assert any(rows is shard for shard in shards.indices)
         assert all(np.all(part < len(rows)) for part in sampled)  # indices into the shard, mapped in run()
+
+
+@pytest.mark.parametrize("privacy", [
+    CollaborativePrivacy("none"),
+    CollaborativePrivacy("laplace_svt", epsilon=50.0, gamma=0.01),
+    CollaborativePrivacy("dp_sgd", noise_multiplier=1.0, l2_norm_clip=1.0, batch_size=32),
+], ids=lambda privacy: privacy.kind)
+def test_a_participants_privacy_noise_is_secret_and_fresh_its_public_choices_are_not(digits, privacy):
+    """Two participants built from the same YAML (same seed, same rows, same starting point)
+    upload the same thing without privacy (every choice is public, from the seed), and different
+    things with privacy: the Laplace noise and DP-SGD's sampling and noise come from a fresh
+    secret generator, never from the seed (if they did, anyone with the YAML could subtract them)."""
+    config = CollaborativeConfig(participants=3, rounds=1, theta_upload=0.1, seed=0, privacy=privacy,
+                                 selection="random_above_threshold" if privacy.kind == "laplace_svt" else "largest")
+    rows = collaborative.make_shards(digits, config).indices[0]
+
+    def one_upload():
+        flat = collaborative.fresh_flat_model(digits, MODEL, config)
+        shared = collaborative.SharedDPSGD(flat, digits, config) if privacy.kind == "dp_sgd" else None
+        participant = collaborative.Participant(flat, digits, rows, config, collaborative.participant_rng(config, 0),
+                                                flat.get(), shared)
+        return participant.local_round(np.arange(0), np.zeros(0, np.float32))
+
+    (first_indices, first_values), (second_indices, second_values) = one_upload(), one_upload()
+    same = np.array_equal(first_indices, second_indices) and np.array_equal(first_values, second_values)
+    assert same == (privacy.kind == "none")
