@@ -48,10 +48,28 @@ def _conv_patches(layer: keras.layers.Conv2D, x: tf.Tensor) -> tf.Tensor:
 
 MATERIALIZE_BYTES = 256 * 2**20
 
-DEPTHWISE_GROUP = 16
+DEPTHWISE_GROUP = 64
 """Examples per depthwise filter gradient of a one-channel Conv2D (`Conv2DTap`): the kernel's
-cost grows faster than its channel count (P·C); for the seed CNN's first layer on a CPU, groups
-of 16 cost 2.3 ms for 288 examples and 11 ms for 1024, against 5.2 and 61 ms in one call."""
+cost grows faster than its channel count (P·C) and, in small groups, loses to thread overhead.
+For the seed CNN's first layer on the project's 2-core CPU (2026-12-07, medians of 50 calls,
+TensorFlow's default 2 threads), groups of 64 cost 1.5 / 1.7 / 6.5 ms for 250 / 288 / 1024
+examples, against 2.9 / 3.2 / 11.0 ms in groups of 16 and 25 ms for 1024 in one call; on one
+thread 64 and 16 are within 10 % of each other."""
+
+ONE_HOT_MICROBATCHES = 32
+"""Up to this many microbatches, per-example gradients are summed per microbatch with one
+matrix product against the examples' one-hot microbatch ids (P·m·K·C multiply-adds on the
+BLAS); above it, with a scatter-add (unsorted_segment_sum, P·K·C adds, single-threaded).
+Measured for [288, 256·32] on the 2-core CPU: m = 5 / 25 / 64 / 125 take 0.35 / 0.58 / 0.98 /
+1.71 ms as a product against 1.23 / 1.29 / 1.09 / 1.21 ms as a scatter-add."""
+
+
+def sum_by_microbatch(values: tf.Tensor, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+    """Σ_{i in microbatch j} values_i for j < count: [count, ...] from values [P, ...] and
+    microbatch ids [P] in [0, count)."""
+    if count > ONE_HOT_MICROBATCHES:
+        return tf.math.unsorted_segment_sum(values, microbatch, count)
+    return tf.tensordot(tf.one_hot(microbatch, count, dtype=values.dtype), values, [[0], [0]])
 
 
 def _use_ghost_norms(rows_shape, outputs: int) -> bool:
@@ -81,12 +99,23 @@ class DenseTap:
         self.z = tf.reshape(z, tf.concat([tf.shape(x)[:-1], tf.shape(layer.kernel)[-1:]], 0))
         self.z.set_shape(x.shape[:-1].concatenate(layer.kernel.shape[-1:]))
         self._per_example = None
+        self._order = None
 
     def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
         """A_iᵀ D_i for each example, [P, K, C] (computed once)."""
+        return self._in_kernel_order(self._kernel_grads(delta), 1)
+
+    def _kernel_grads(self, delta: tf.Tensor) -> tf.Tensor:
+        """`per_example_kernel` with its K rows possibly in another fixed order (`_order`):
+        norms and sums over examples need no reordering, and their results are P times
+        smaller to reorder."""
         if self._per_example is None:
             self._per_example = tf.matmul(self.rows, delta, transpose_a=True)
         return self._per_example
+
+    def _in_kernel_order(self, grads: tf.Tensor, axis: int) -> tf.Tensor:
+        """`grads` with its `axis` (the K rows of `_kernel_grads`) in kernel order."""
+        return grads if self._order is None else tf.gather(grads, self._order, axis=axis)
 
     def _rows_gram(self) -> tf.Tensor:
         """A_i A_iᵀ for each example, [P, T, T]."""
@@ -97,7 +126,7 @@ class DenseTap:
         one matrix product against the output gradients spread over their microbatch's
         columns (Aᵀ [D ⊗ onehot]); other layers sum their per-example gradients."""
         if self.layer_rows_shape()[1] != 1:
-            return tf.math.unsorted_segment_sum(self.per_example_kernel(delta), microbatch, count)
+            return self._in_kernel_order(sum_by_microbatch(self._kernel_grads(delta), microbatch, count), 1)
         rows, outputs = self.rows[:, 0, :], delta.shape[-1]
         spread = tf.one_hot(microbatch, count, dtype=delta.dtype)[:, :, None] * delta[:, 0, None, :]
         sums = tf.matmul(rows, tf.reshape(spread, [-1, count * outputs]), transpose_a=True)  # [K, count·C]
@@ -109,7 +138,7 @@ class DenseTap:
             return tf.reduce_sum(tf.square(self.rows), [1, 2]) * tf.reduce_sum(tf.square(delta), [1, 2])
         if self._per_example is None and _use_ghost_norms(self.layer_rows_shape(), delta.shape[-1]):
             return _ghost_squared_norms(self._rows_gram(), delta)
-        return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+        return tf.reduce_sum(tf.square(self._kernel_grads(delta)), [1, 2])
 
     def layer_rows_shape(self) -> tuple:
         return tuple(self.rows.shape)
@@ -117,7 +146,7 @@ class DenseTap:
     def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
         """Σ_i weights_i A_iᵀ D_i, [K, C]."""
         if self._per_example is not None:
-            return tf.tensordot(weights, self._per_example, axes=1)
+            return self._in_kernel_order(tf.tensordot(weights, self._per_example, axes=1), 0)
         rows = tf.reshape(self.rows, [-1, self.rows.shape[-1]])
         weighted = tf.reshape(delta * weights[:, None, None], [-1, delta.shape[-1]])
         return tf.matmul(rows, weighted, transpose_a=True)
@@ -136,6 +165,7 @@ class Conv2DTap(DenseTap):
         self.layer, self.x = layer, x
         self.z = layer.convolution_op(x, layer.kernel)
         self._per_example = None
+        self._order = None
         self._rows = None
 
     @property
@@ -154,7 +184,7 @@ class Conv2DTap(DenseTap):
     def _conv_args(self) -> dict:
         return {"strides": [1, *self.layer.strides, 1], "padding": self.layer.padding.upper()}
 
-    def per_example_kernel(self, delta: tf.Tensor) -> tf.Tensor:
+    def _kernel_grads(self, delta: tf.Tensor) -> tf.Tensor:
         if self._per_example is None and self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
             batch = self.x.shape[0]
             if batch is None or batch <= DEPTHWISE_GROUP:
@@ -165,9 +195,8 @@ class Conv2DTap(DenseTap):
                     self._depthwise_per_example(x, d) for x, d in zip(tf.split(self.x, sizes), tf.split(delta, sizes))
                 ], 0)
         elif self._per_example is None:
-            patches, order = _unordered_conv_patches(self.layer, self.x, self._out_hw())
-            grads = tf.matmul(patches, delta, transpose_a=True)
-            self._per_example = grads if order is None else tf.gather(grads, order, axis=1)
+            patches, self._order = _unordered_conv_patches(self.layer, self.x, self._out_hw())
+            self._per_example = tf.matmul(patches, delta, transpose_a=True)
         return self._per_example
 
     def _depthwise_per_example(self, x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
@@ -191,7 +220,7 @@ class Conv2DTap(DenseTap):
 
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
         if self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
-            return tf.reduce_sum(tf.square(self.per_example_kernel(delta)), [1, 2])
+            return tf.reduce_sum(tf.square(self._kernel_grads(delta)), [1, 2])
         return super().kernel_squared_norms(delta)
 
     def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from dptune.engine.layer_taps import has_tap, tapped_call
+from dptune.engine.layer_taps import has_tap, sum_by_microbatch, tapped_call
 
 _TINY = 1e-12
 
@@ -134,7 +134,7 @@ class LayerwiseGradients:
     def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
         """Σ_{i in microbatch j} ∇L_i for j < count: tensors of shape [count, *variable.shape]."""
         kernels = [tap.microbatch_kernels(delta, microbatch, count) for tap, delta in zip(self.taps, self.deltas)]
-        biases = [tf.math.unsorted_segment_sum(bias, microbatch, count) for bias in self.bias_grads]
+        biases = [sum_by_microbatch(bias, microbatch, count) for bias in self.bias_grads]
         return self._by_variable(kernels, biases, [-1])
 
 
@@ -186,7 +186,7 @@ class GenericGradients:
         return list(self._grads)
 
     def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
-        return [tf.math.unsorted_segment_sum(g, microbatch, count) for g in self._grads]
+        return [sum_by_microbatch(g, microbatch, count) for g in self._grads]
 
 
 def summed_gradients(model: keras.Model, x, labels, mask) -> tuple[list[tf.Tensor], tf.Tensor]:
