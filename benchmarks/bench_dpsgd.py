@@ -12,9 +12,12 @@ as a user's file is, which must get the layerwise path; (e) adds that model on t
       fixed batches of exactly B rows (`shuffle`), (c) m=25, (d) m=1, both Poisson;
 each the median over interleaved timed steps after compilation, and its ratio to (a). Both
 XLA settings are measured (`--xla-steps 0` skips the other one); the ratio uses dptune's
-default setting for the device (`jit_compile_default`).
+default setting for the device (`jit_compile_default`). On a CPU, dptune's Conv2D layers use
+its compiled per-example kernel (dptune.engine.native_ops) where a C++ compiler is;
+`--tensorflow-ops` measures TensorFlow's own ops instead (a machine without a compiler).
 
-    python benchmarks/bench_dpsgd.py [--batch-size 250] [--steps 40] [--model seed_cnn|saved_cifar_cnn] [--json]
+    python benchmarks/bench_dpsgd.py [--batch-size 250] [--steps 40] [--model seed_cnn|saved_cifar_cnn]
+                                     [--tensorflow-ops] [--json]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dptune.engine import native_ops  # noqa: E402
 from dptune.engine.dpsgd import DPSGDStep, jit_compile_default, make_optimizer  # noqa: E402
 from dptune.engine.models import build_model, parameter_count  # noqa: E402
 from dptune.engine.runtime import device_name  # noqa: E402
@@ -154,8 +158,12 @@ def main() -> None:
                         help="timed steps with the other XLA setting (default 3: slow on CPUs; 0 skips it)")
     parser.add_argument("--model", choices=sorted(INPUT_SHAPES), default="seed_cnn",
                         help="seed_cnn (default) or saved_cifar_cnn: a user's saved .keras model")
+    parser.add_argument("--tensorflow-ops", action="store_true",
+                        help="TensorFlow's ops for Conv2D per-example gradients, not dptune's compiled kernel")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
+    if args.tensorflow_ops:
+        os.environ["DPTUNE_NATIVE_OPS"] = "0"  # read when the first step is traced
 
     rng = np.random.default_rng(0)
     x = rng.random((N, *INPUT_SHAPES[args.model]), dtype=np.float32)
@@ -191,10 +199,11 @@ def main() -> None:
         ratio = medians[name] / baseline
         print(f"{name:<24}{medians[name] * 1e3:>8.2f} ms{ratio:>8.2f}   {other[name] * 1e3:>8.2f} ms")
     print(f"(a) non-private = the faster Keras step ({baseline_name}); XLA {'on' if xla else 'off'} is dptune's default")
+    kernel = native_ops.unavailable_reason() or "in use"
     print(f"gradient path dptune chose for per-example clipping: {settings['per_example'].gradient_path}; "
-          f"load average after {os.getloadavg()[0]:.2f}")
+          f"compiled Conv2D kernel: {kernel}; load average after {os.getloadavg()[0]:.2f}")
     if args.json:
-        print(json.dumps({"device": device_name(), **rows}))
+        print(json.dumps({"device": device_name(), "compiled_conv_kernel": kernel, **rows}))
 
 
 if __name__ == "__main__":

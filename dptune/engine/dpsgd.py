@@ -145,6 +145,7 @@ class DPSGDStep:
             lambda idx, mask, mb, step: self._noise_and_apply(self._sized_statistics(idx, mask, mb), step),
             jit_compile=jit_compile,
         )
+        self._fused_by_rows: dict = {}
 
     @property
     def gradient_path(self) -> str:
@@ -218,12 +219,23 @@ class DPSGDStep:
         self.optimizer.apply(noisy, self.variables)
         return loss_sum
 
+    def _fused_step(self, rows: int):
+        """The one-chunk step traced for chunks of `rows` rows, as a concrete function: calling
+        it with tensors skips tf.function's argument matching (~0.15 ms a step on a CPU)."""
+        if rows not in self._fused_by_rows:
+            self._fused_by_rows[rows] = self._fused.get_concrete_function(
+                tf.TensorSpec([rows], tf.int32), tf.TensorSpec([rows], tf.float32), tf.TensorSpec([rows], tf.int32),
+                tf.TensorSpec([], tf.int64),
+            )
+        return self._fused_by_rows[rows]
+
     def run(self, chunks, step: int) -> tuple[tf.Tensor, int]:
         count = int(sum(c.mask.sum() for c in chunks))
         step_t = tf.constant(step, tf.int64)
         if len(chunks) == 1:
             c = chunks[0]
-            return self._fused(c.indices, c.mask, c.microbatch, step_t), count
+            fused = self._fused_step(len(c.indices))
+            return fused(tf.constant(c.indices), tf.constant(c.mask), tf.constant(c.microbatch), step_t), count
         parts = [self._compute(c.indices, c.mask, c.microbatch) for c in chunks]
         if self.config.per_example:
             total = ([tf.add_n(list(g)) for g in zip(*[p[0] for p in parts])], tf.add_n([p[1] for p in parts]))

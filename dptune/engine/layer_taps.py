@@ -15,6 +15,9 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend import get_keras_mask, set_keras_mask
 
+from dptune.engine.native_ops import per_example_conv_kernel_grads
+from dptune.engine.runtime import device_name
+
 
 def has_tap(layer: keras.layers.Layer) -> bool:
     """True for the layers with a rule here: a plain Dense, a channels-last ungrouped Conv2D."""
@@ -72,12 +75,17 @@ def sum_by_microbatch(values: tf.Tensor, microbatch: tf.Tensor, count: int) -> t
     return tf.tensordot(tf.one_hot(microbatch, count, dtype=values.dtype), values, [[0], [0]])
 
 
+def _too_big_to_materialize(rows_shape, outputs: int) -> bool:
+    """True when per-example kernel gradients (P·K·C floats) would exceed MATERIALIZE_BYTES."""
+    batch, _, inputs = rows_shape
+    return (batch or 1024) * inputs * outputs * 4 > MATERIALIZE_BYTES
+
+
 def _use_ghost_norms(rows_shape, outputs: int) -> bool:
     """Norms from Gram matrices (cost T²(K+C) per example; Li et al. 2022) rather than from
     materialized per-example gradients (T·K·C, and P·K·C floats of memory)."""
-    batch, positions, inputs = rows_shape
-    too_big = (batch or 1024) * inputs * outputs * 4 > MATERIALIZE_BYTES
-    return too_big or positions * (inputs + outputs) < inputs * outputs
+    _, positions, inputs = rows_shape
+    return _too_big_to_materialize(rows_shape, outputs) or positions * (inputs + outputs) < inputs * outputs
 
 
 def _ghost_squared_norms(gram_rows: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
@@ -153,18 +161,21 @@ class DenseTap:
 
 
 class Conv2DTap(DenseTap):
-    """A Conv2D call. Per-example kernel gradients come from depthwise-convolution filter
-    gradients with the examples as channels (`DEPTHWISE_GROUP` examples per call) when the
-    input has one channel (no patches needed); otherwise norms come from ghost norms over
-    the input patches (their Gram matrices from space-to-depth blocks when the stride
-    divides the kernel, which is far faster than extract_patches) and the clipped sum from the ordinary filter gradient of
-    the reweighted output gradients, or from materialized per-example gradients when
-    those are cheaper."""
+    """A Conv2D call. On a CPU with dptune's compiled kernel (`native_ops`, float32), per-example
+    kernel gradients come from it, without patches, and give the norms, the clipped sum and
+    the microbatch sums (unless they would exceed MATERIALIZE_BYTES). Otherwise they come from
+    depthwise-convolution filter gradients with the examples as channels (`DEPTHWISE_GROUP`
+    examples per call) when the input has one channel; else norms come from ghost norms over
+    the input patches (their Gram matrices from space-to-depth blocks when the stride divides
+    the kernel, which is far faster than extract_patches) and the clipped sum from the ordinary
+    filter gradient of the reweighted output gradients, or from materialized per-example
+    gradients when those are cheaper."""
 
     def __init__(self, layer: keras.layers.Conv2D, x: tf.Tensor):
         self.layer, self.x = layer, x
         self.z = layer.convolution_op(x, layer.kernel)
         self._per_example = None
+        self._native_norms = None  # the compiled kernel's squared norms, with its gradients
         self._order = None
         self._rows = None
 
@@ -184,8 +195,39 @@ class Conv2DTap(DenseTap):
     def _conv_args(self) -> dict:
         return {"strides": [1, *self.layer.strides, 1], "padding": self.layer.padding.upper()}
 
+    def _native_kernel(self):
+        """The compiled per-example kernel where it applies (a CPU, float32 inputs), else None."""
+        if self.x.dtype != tf.float32 or device_name() != "CPU":
+            return None
+        return per_example_conv_kernel_grads()
+
+    def _materializes(self, delta: tf.Tensor) -> bool:
+        """Norms from materialized per-example gradients: with the compiled kernel (they then
+        also give the clipped sum, saving its filter gradient) unless too big, or for a
+        one-channel input (depthwise filter gradients)."""
+        if self._native_kernel() is not None:
+            return not _too_big_to_materialize(self.layer_rows_shape(), delta.shape[-1])
+        return self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1)
+
+    def _padding_before(self) -> list[int]:
+        """Zero rows and columns Conv2D's padding puts before the input (TensorFlow's "same":
+        half the total, rounded down; "valid": none)."""
+        if self.layer.padding != "same":
+            return [0, 0]
+        windows = [(out - 1) * stride + (k - 1) * rate + 1 for out, stride, k, rate in
+                   zip(self._out_hw(), self.layer.strides, self.layer.kernel_size, self.layer.dilation_rate)]
+        return [max(window - size, 0) // 2 for window, size in zip(windows, self.x.shape[1:3])]
+
     def _kernel_grads(self, delta: tf.Tensor) -> tf.Tensor:
-        if self._per_example is None and self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
+        native = self._native_kernel()
+        if self._per_example is None and native is not None:
+            kh, kw = self.layer.kernel_size
+            grads, self._native_norms = native(
+                self.x, self._delta_images(delta), kernel_size=[kh, kw], strides=list(self.layer.strides),
+                dilations=list(self.layer.dilation_rate), padding=self._padding_before(),
+            )
+            self._per_example = tf.reshape(grads, [tf.shape(delta)[0], kh * kw * self.x.shape[-1], delta.shape[-1]])
+        elif self._per_example is None and self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
             batch = self.x.shape[0]
             if batch is None or batch <= DEPTHWISE_GROUP:
                 self._per_example = self._depthwise_per_example(self.x, delta)
@@ -219,8 +261,11 @@ class Conv2DTap(DenseTap):
         return tf.reshape(delta, [tf.shape(delta)[0], *self._out_hw(), delta.shape[-1]])
 
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
-        if self.x.shape[-1] == 1 and self.layer.dilation_rate == (1, 1):
-            return tf.reduce_sum(tf.square(self._kernel_grads(delta)), [1, 2])
+        if self._materializes(delta):
+            grads = self._kernel_grads(delta)
+            if self._native_norms is not None:
+                return self._native_norms
+            return tf.reduce_sum(tf.square(grads), [1, 2])
         return super().kernel_squared_norms(delta)
 
     def weighted_kernel(self, weights: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
