@@ -136,36 +136,47 @@ class DPSGDStep:
         self.chunk_sizes = (
             poisson_chunk_sizes(int(x_train.shape[0]), config.batch_size) if config.sampling == "poisson" else ()
         )
-        # Chunks have one static shape per run (padded), so each function is traced once; a
-        # dynamic batch dimension made the per-example kernels 30% slower on a CPU. Inside,
-        # a Poisson chunk is computed at the smallest of `chunk_sizes` that holds its rows.
-        self._compute = tf.function(self._sized_statistics, jit_compile=jit_compile)
+        # Chunks have static shapes, one function per row count, all traced at the first step
+        # (`_traced`): a dynamic batch dimension made the per-example kernels 30% slower on a
+        # CPU. A Poisson chunk is computed at the smallest of `chunk_sizes` that holds its
+        # sampled rows (`rows_to_compute`), chosen on the host.
+        self._compute = tf.function(self._chunk_statistics, jit_compile=jit_compile)
         self._finish = tf.function(self._noise_and_apply, jit_compile=jit_compile)
         self._fused = tf.function(
-            lambda idx, mask, mb, step: self._noise_and_apply(self._sized_statistics(idx, mask, mb), step),
+            lambda idx, mask, mb, step: self._noise_and_apply(self._chunk_statistics(idx, mask, mb), step),
             jit_compile=jit_compile,
         )
-        self._fused_by_rows: dict = {}
+        self._concrete: dict[tuple[str, int], Callable] = {}
 
     @property
     def gradient_path(self) -> str:
         return "layerwise" if self.layerwise else "generic"
 
-    def _sized_statistics(self, indices, mask, microbatch):
-        """`_chunk_statistics` of the chunk's first s rows, s the smallest of `chunk_sizes`
-        below the chunk's static row count R (or R) that holds every row with mask ≠ 0: the
-        rows left out are padding, which contributes exactly nothing, so the result is the
-        whole chunk's. Each size is a branch of one `tf.switch_case` with static shapes, so
-        the function is still traced once and a step costs the rows of its branch."""
-        rows = indices.shape[0]
-        sizes = [s for s in self.chunk_sizes if s < rows] + [rows]
-        if len(sizes) == 1:
-            return self._chunk_statistics(indices, mask, microbatch)
-        used = tf.reduce_max(tf.where(mask != 0, tf.range(1, rows + 1), 0))
-        branch = tf.searchsorted(tf.constant(sizes[:-1], tf.int32), used[None], side="left")[0]
-        return tf.switch_case(branch, [
-            lambda s=s: self._chunk_statistics(indices[:s], mask[:s], microbatch[:s]) for s in sizes
-        ])
+    def _sizes_up_to(self, rows: int) -> list[int]:
+        """The row counts a chunk of `rows` rows can be computed at: `chunk_sizes` below it, and rows."""
+        return [s for s in self.chunk_sizes if s < rows] + [rows]
+
+    def rows_to_compute(self, chunk) -> int:
+        """The smallest of `_sizes_up_to(len(chunk))` that holds every row with mask ≠ 0: the
+        rows after it are padding, which contributes exactly nothing, so the chunk's first
+        rows give the whole chunk's result and a step costs about the rows it sampled."""
+        sampled = np.flatnonzero(chunk.mask)
+        used = int(sampled[-1]) + 1 if len(sampled) else 0
+        return next(size for size in self._sizes_up_to(len(chunk.indices)) if size >= used)
+
+    def _traced(self, name: str, rows: int, size: int) -> Callable:
+        """`self._fused` ("fused": one chunk, noise and update) or `self._compute` ("compute":
+        one chunk's statistics) as a concrete function for chunks of `size` rows; the first
+        call for chunks of `rows` rows traces every size they can be computed at, so no later
+        step traces. A concrete function called with tensors also skips tf.function's
+        argument matching (~0.15 ms a step on a CPU)."""
+        if (name, size) not in self._concrete:
+            function = self._fused if name == "fused" else self._compute
+            for each in self._sizes_up_to(rows):
+                specs = [tf.TensorSpec([each], tf.int32), tf.TensorSpec([each], tf.float32),
+                         tf.TensorSpec([each], tf.int32)] + ([tf.TensorSpec([], tf.int64)] if name == "fused" else [])
+                self._concrete.setdefault((name, each), function.get_concrete_function(*specs))
+        return self._concrete[(name, size)]
 
     def _chunk_statistics(self, indices, mask, microbatch):
         """Per-example mode: (Σ_i clipped ∇L_i, loss sum). Microbatch mode: (per-microbatch
@@ -219,24 +230,15 @@ class DPSGDStep:
         self.optimizer.apply(noisy, self.variables)
         return loss_sum
 
-    def _fused_step(self, rows: int):
-        """The one-chunk step traced for chunks of `rows` rows, as a concrete function: calling
-        it with tensors skips tf.function's argument matching (~0.15 ms a step on a CPU)."""
-        if rows not in self._fused_by_rows:
-            self._fused_by_rows[rows] = self._fused.get_concrete_function(
-                tf.TensorSpec([rows], tf.int32), tf.TensorSpec([rows], tf.float32), tf.TensorSpec([rows], tf.int32),
-                tf.TensorSpec([], tf.int64),
-            )
-        return self._fused_by_rows[rows]
-
     def run(self, chunks, step: int) -> tuple[tf.Tensor, int]:
         count = int(sum(c.mask.sum() for c in chunks))
         step_t = tf.constant(step, tf.int64)
+        sized = [(c, self.rows_to_compute(c)) for c in chunks]
+        tensors = [(tf.constant(c.indices[:s]), tf.constant(c.mask[:s]), tf.constant(c.microbatch[:s])) for c, s in sized]
         if len(chunks) == 1:
-            c = chunks[0]
-            fused = self._fused_step(len(c.indices))
-            return fused(tf.constant(c.indices), tf.constant(c.mask), tf.constant(c.microbatch), step_t), count
-        parts = [self._compute(c.indices, c.mask, c.microbatch) for c in chunks]
+            (c, size), = sized
+            return self._traced("fused", len(c.indices), size)(*tensors[0], step_t), count
+        parts = [self._traced("compute", len(c.indices), s)(*t) for (c, s), t in zip(sized, tensors)]
         if self.config.per_example:
             total = ([tf.add_n(list(g)) for g in zip(*[p[0] for p in parts])], tf.add_n([p[1] for p in parts]))
         else:

@@ -10,7 +10,7 @@ from dptune import privacy
 from dptune.data import builtin_dataset
 from dptune.engine.dpsgd import DPSGDStep, make_optimizer, train
 from dptune.engine.models import build_model
-from dptune.engine.sampling import Chunk
+from dptune.engine.sampling import Chunk, PoissonSampler
 from dptune.errors import TrainingError
 from dptune.spec.config import DPSGDConfig, ModelSpec
 
@@ -231,16 +231,16 @@ def test_a_diverging_run_raises_a_clear_training_error(digits):
         train(digits, ModelSpec("logreg"), config)
 
 
-def test_the_step_is_traced_once_per_run_not_per_step(digits):
+def test_the_step_is_traced_at_the_first_step_once_per_chunk_size_not_per_step(digits):
     config = DPSGDConfig(num_microbatches=4, batch_size=32)
     model = build_model(ModelSpec("mlp", hidden_units=(8,)), digits.input_shape, digits.num_classes, seed=0)
     step = _step(model, config, digits.x_train, digits.y_train)
-    from dptune.engine.sampling import PoissonSampler
-
     sampler = PoissonSampler(digits.n_train, 32, 4, np.random.default_rng(0))
-    for number in range(20):
+    step.run(sampler.next_step(), 0)
+    assert step._fused.experimental_get_tracing_count() == len(step.chunk_sizes) > 1
+    for number in range(1, 20):
         step.run(sampler.next_step(), number)
-    assert step._fused.experimental_get_tracing_count() == 1
+    assert step._fused.experimental_get_tracing_count() == len(step.chunk_sizes)
 
 
 def test_xla_with_padded_chunks_trains_the_same_model_as_plain_graphs(digits):
