@@ -95,3 +95,29 @@ def test_without_a_compiler_the_kernel_is_none_and_says_why(monkeypatch, tmp_pat
         assert not (tmp_path / "native").exists()
     finally:
         native_ops._load.cache_clear()
+
+
+def test_a_failing_build_leaves_tensorflow_ops_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("DPTUNE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+    native_ops._load.cache_clear()
+    try:
+        assert native_ops.per_example_conv_kernel_grads() is None
+        assert "failed" in native_ops.unavailable_reason()
+        assert list((tmp_path / "native").iterdir()) == []  # no half-built file left behind
+    finally:
+        native_ops._load.cache_clear()
+
+
+@pytest.mark.parametrize("shape, filters, materializes", [
+    ((13, 13, 16), 32, True),  # the seed CNN's second layer: T(K+C)/KC = 0.88
+    ((32, 32, 3), 32, True),  # a CIFAR-sized first layer: many positions
+    ((4, 4, 128), 128, False),  # few positions, wide: T(K+C)/KC = 0.14, ghost norms are cheaper
+])
+def test_the_compiled_kernel_is_used_where_it_is_cheaper_than_ghost_norms(kernel, shape, filters, materializes):
+    layer = keras.layers.Conv2D(filters, 4 if shape[0] == 13 else 3, strides=2 if shape[0] == 13 else 1,
+                                padding="valid" if shape[0] == 13 else "same")
+    x = tf.zeros([4, *shape])
+    layer.build(x.shape)
+    tap = Conv2DTap(layer, x)
+    assert tap._materializes(tf.zeros([4, tap.z.shape[1] * tap.z.shape[2], filters])) == materializes
