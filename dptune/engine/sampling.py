@@ -92,15 +92,13 @@ class ShuffleSampler:
 def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int) -> list[Chunk]:
     chunks = []
     for start in range(0, max(len(indices), 1), rows):
-        part = indices[start : start + rows]
-        pad = rows - len(part)
-        chunks.append(
-            Chunk(
-                indices=np.pad(part, (0, pad)).astype(np.int32),
-                mask=np.pad(np.ones(len(part), np.float32), (0, pad)),
-                microbatch=np.pad(microbatch[start : start + rows], (0, pad)).astype(np.int32),
-            )
-        )
+        used = len(indices[start : start + rows])
+        chunk = Chunk(indices=np.zeros(rows, np.int32), mask=np.zeros(rows, np.float32),
+                      microbatch=np.zeros(rows, np.int32))
+        chunk.indices[:used] = indices[start : start + rows]
+        chunk.mask[:used] = 1.0
+        chunk.microbatch[:used] = microbatch[start : start + rows]
+        chunks.append(chunk)
     return chunks
 
 
