@@ -10,7 +10,8 @@ A layer's per-example weight gradient is then A_iᵀ D_i (summed over positions)
     when cheaper, from Gram matrices ("ghost norms", Li et al. 2022), and
   * the clipped sum Σ_i w_i ∇L_i is Aᵀ (w ⊙ D): no second backward pass ("book-keeping",
     Bu et al. 2023).
-Those per-layer rules (what a Dense or Conv2D call records, and its products) live in
+Those per-layer rules (what a Dense or Conv2D call records, and its products; on a CPU, a
+Conv2D's per-example gradients from dptune's compiled kernel, dptune.engine.native_ops) live in
 dptune.engine.layer_taps; this module runs the model through them and adds the generic path
 and the clipping weights.
 Any other trainable layer sends the whole model down the generic path: per-example
