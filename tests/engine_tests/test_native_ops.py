@@ -2,6 +2,10 @@
 kernel gradient from its own GradientTape through a Keras Conv2D (so padding, strides,
 dilations and the register blocks' edges are all checked against Keras's own convolution)."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -121,3 +125,21 @@ def test_the_compiled_kernel_is_used_where_it_is_cheaper_than_ghost_norms(kernel
     layer.build(x.shape)
     tap = Conv2DTap(layer, x)
     assert tap._materializes(tf.zeros([4, tap.z.shape[1] * tap.z.shape[2], filters])) == materializes
+
+
+BUILD_AND_REPORT = """
+from dptune.engine import native_ops
+print("ok" if native_ops.per_example_conv_kernel_grads() else native_ops.unavailable_reason())
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_building_the_kernel_at_once_both_load_it(kernel, tmp_path):
+    """Workers of one search start together on a fresh machine: each builds into its own file
+    and renames it into place, so both load a whole kernel and one file is left."""
+    env = {**os.environ, "DPTUNE_CACHE": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers = [subprocess.Popen([sys.executable, "-c", BUILD_AND_REPORT], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=native_ops.BUILD_TIMEOUT_SECONDS + 120)[0].strip() for worker in workers]
+    assert outputs == ["ok", "ok"]
+    assert [path.suffix for path in (tmp_path / "native").iterdir()] == [".so"]
