@@ -169,7 +169,8 @@ class DenseTap:
 class Conv2DTap(DenseTap):
     """A Conv2D call. On a CPU with dptune's compiled kernel (`native_ops`, float32), per-example
     kernel gradients come from it, without patches, and give the norms, the clipped sum and
-    the microbatch sums (unless they would exceed MATERIALIZE_BYTES). Otherwise they come from
+    the microbatch sums (unless `_use_ghost_norms` finds them too big or ghost norms
+    cheaper, as for wide layers with few positions). Otherwise they come from
     depthwise-convolution filter gradients with the examples as channels (`DEPTHWISE_GROUP`
     examples per call) when the input has one channel; else norms come from ghost norms over
     the input patches (their Gram matrices from space-to-depth blocks when the stride divides
