@@ -2,8 +2,7 @@
 (source: native/per_example_conv.cc, whose header says what it computes and why).
 
 It is built once per machine with the C++ compiler and TensorFlow's own compile flags, into a
-cache folder (`cache_folder()`), and loaded with
-`tf.load_op_library`. The file name carries a hash of the source, the TensorFlow version, the
+cache folder (`cache_folder()`), and loaded with `tf.load_op_library`. The file name carries a hash of the source, the TensorFlow version, the
 compiler flags and the CPU's instruction-set flags, so a changed source, TensorFlow or machine
 builds it again; concurrent builds (several workers) each write their own file and rename it
 into place. Where there is no compiler or the build fails, `per_example_conv_kernel_grads` is
@@ -65,7 +64,9 @@ def _build(compiler: str, target: Path) -> None:
                    *tf.sysconfig.get_compile_flags(), str(SOURCE), "-o", partial, *tf.sysconfig.get_link_flags()]
         done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS)
         if done.returncode != 0:
-            raise RuntimeError(f"{Path(compiler).name} failed: {done.stderr.strip().splitlines()[-1:]}")
+            lines = done.stderr.strip().splitlines()
+            first_error = next((line for line in lines if "error" in line), lines[-1] if lines else "no output")
+            raise RuntimeError(f"{Path(compiler).name} failed (exit {done.returncode}): {first_error}")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
