@@ -4,7 +4,9 @@ The seed CNN (TF Privacy's MNIST tutorial) on 28x28x1 data (N = 10,000), batch B
 250), C=1.5, sigma=1.3 (or, with `--model saved_cifar_cnn`, a user's 4-conv CIFAR-shaped
 Sequential on 32x32x3 data, saved with `model.save` and loaded as `kind: keras_file` exactly
 as a user's file is, which must get the layerwise path; (e) adds that model on the generic
-`tf.vectorized_map` path, what it got before the path was detected from the model's graph):
+`tf.vectorized_map` path, what it got before the path was detected from the model's graph;
+or, with `--model mlp`, dptune's MLP with hidden layers of 128 and 64 units on 784 features,
+what a tabular upload gets):
   (a) non-private Keras 3 with SGD, the fastest of `train_on_batch` and a custom
       tf.function step, each with XLA on and off;
   (b) dptune per-example clipping (m=B) with Poisson sampling as in training (each step's
@@ -44,7 +46,7 @@ from dptune.engine.sampling import make_sampler  # noqa: E402
 from dptune.spec.config import DPSGDConfig, ModelSpec  # noqa: E402
 
 CLIP, SIGMA, N = 1.5, 1.3, 10_000
-INPUT_SHAPES = {"seed_cnn": (28, 28, 1), "saved_cifar_cnn": (32, 32, 3)}
+INPUT_SHAPES = {"seed_cnn": (28, 28, 1), "saved_cifar_cnn": (32, 32, 3), "mlp": (784,)}
 
 
 def saved_cifar_cnn(folder: Path) -> ModelSpec:
@@ -157,7 +159,7 @@ def main() -> None:
     parser.add_argument("--xla-steps", type=int, default=3,
                         help="timed steps with the other XLA setting (default 3: slow on CPUs; 0 skips it)")
     parser.add_argument("--model", choices=sorted(INPUT_SHAPES), default="seed_cnn",
-                        help="seed_cnn (default) or saved_cifar_cnn: a user's saved .keras model")
+                        help="seed_cnn (default), saved_cifar_cnn (a user's saved .keras model) or mlp")
     parser.add_argument("--tensorflow-ops", action="store_true",
                         help="TensorFlow's ops for Conv2D per-example gradients, not dptune's compiled kernel")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -170,13 +172,14 @@ def main() -> None:
     y = rng.integers(0, 10, N).astype(np.int32)
     batch = args.batch_size
     folder = tempfile.TemporaryDirectory()
-    spec = ModelSpec("seed_cnn") if args.model == "seed_cnn" else saved_cifar_cnn(Path(folder.name))
+    spec = {"seed_cnn": lambda: ModelSpec("seed_cnn"), "mlp": lambda: ModelSpec("mlp", hidden_units=(128, 64)),
+            "saved_cifar_cnn": lambda: saved_cifar_cnn(Path(folder.name))}[args.model]()
     print(f"device: {device_name()}; {args.model} ({parameter_count(build_model(spec, x.shape[1:], 10)):,} "
           f"parameters), N {N}, batch {batch}, C={CLIP}, sigma={SIGMA}; median of {args.steps} interleaved rounds; "
           f"load average {os.getloadavg()[0]:.2f}")
 
     xla = jit_compile_default()
-    dp_settings = DP_SETTINGS + ((("per_example_generic_path", None, "poisson"),) if args.model != "seed_cnn" else ())
+    dp_settings = DP_SETTINGS + ((("per_example_generic_path", None, "poisson"),) if args.model == "saved_cifar_cnn" else ())
     settings = {f"keras_{name}": step for name, step in keras_steps(x, y, batch, xla, spec).items()}
     settings.update({name: dp_step(x, y, batch, m, sampling, xla, spec,
                                    layerwise=False if name == "per_example_generic_path" else None)

@@ -29,6 +29,7 @@ from dptune.engine.per_example import (
     clip_weights,
     microbatch_clip_weights,
     per_example_losses,
+    squared_norms_of_sums,
     summed_gradients,
     supports_layerwise,
 )
@@ -143,7 +144,7 @@ class DPSGDStep:
         self._compute = tf.function(self._chunk_statistics, jit_compile=jit_compile)
         self._finish = tf.function(self._noise_and_apply, jit_compile=jit_compile)
         self._fused = tf.function(
-            lambda idx, mask, mb, step: self._noise_and_apply(self._chunk_statistics(idx, mask, mb), step),
+            lambda idx, mask, mb, step: self._noise_and_apply(self._whole_step_statistics(idx, mask, mb), step),
             jit_compile=jit_compile,
         )
         self._concrete: dict[tuple[str, int], Callable] = {}
@@ -195,23 +196,39 @@ class DPSGDStep:
         sums = grads.microbatch_sums(microbatch, m)
         return sums, counts, grads.loss_sum
 
+    def _whole_step_statistics(self, indices, mask, microbatch):
+        """The statistics of a step whose sample is this one chunk. With 1 < m < B: (Σ of the
+        clipped terms, loss sum), the microbatches' norms coming without their sums where
+        cheaper (`microbatch_squared_norms`) and the clipped sum Σ_j w_j Σ_{i in j} ∇L_i as one
+        weighted sum over the examples, each weighted by its microbatch's w_j; otherwise
+        `_chunk_statistics`."""
+        m = self.config.num_microbatches
+        if self.config.per_example or m == 1:
+            return self._chunk_statistics(indices, mask, microbatch)
+        grads = chunk_gradients(self.model, tf.gather(self.x_train, indices), tf.gather(self.y_train, indices), mask,
+                                self.layerwise)
+        counts = tf.math.unsorted_segment_sum(mask, microbatch, m)
+        weights = self.microbatch_clip_weights(grads.microbatch_squared_norms(microbatch, m), counts)
+        return grads.weighted_sum(tf.gather(weights, microbatch) * mask), grads.loss_sum
+
     def clip_weights(self, squared_norms, mask):
         """min(1, C/‖g_i‖) for each row of squared norms ‖g_i‖² (0 for padded rows) at this run's C."""
         return clip_weights(squared_norms, self.config.l2_norm_clip, mask)
 
-    def microbatch_clip_weights(self, sums, counts):
+    def microbatch_clip_weights(self, squared_sum_norms, counts):
         """c_j / n_j of `per_example.microbatch_clip_weights` at this run's C."""
-        return microbatch_clip_weights(sums, counts, self.config.l2_norm_clip)
+        return microbatch_clip_weights(squared_sum_norms, counts, self.config.l2_norm_clip)
 
     def _clip_microbatches(self, sums, counts):
         """Σ_j min(1, C/‖g_j‖) g_j."""
-        weights = self.microbatch_clip_weights(sums, counts)
+        weights = self.microbatch_clip_weights(squared_norms_of_sums(sums), counts)
         return [tf.tensordot(weights, s, axes=1) for s in sums]
 
     def clipped_sum(self, statistics_):
         """(Σ of the clipped terms per variable, loss sum) of one step's statistics: the sum
-        that the Gaussian noise is added to."""
-        if self.config.per_example:
+        that the Gaussian noise is added to. Statistics of two parts are clipped already
+        (per-example mode, or a whole step clipped from its microbatches' norms)."""
+        if len(statistics_) == 2:
             return statistics_
         sums, counts, loss_sum = statistics_
         return self._clip_microbatches(sums, counts), loss_sum

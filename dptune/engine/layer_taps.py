@@ -146,6 +146,18 @@ class DenseTap:
         sums = tf.matmul(rows, tf.reshape(spread, [-1, count * outputs]), transpose_a=True)  # [K, count·C]
         return tf.transpose(tf.reshape(sums, [-1, count, outputs]), [1, 0, 2])
 
+    def microbatch_kernel_squared_norms(self, delta: tf.Tensor, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+        """‖Σ_{i in microbatch j} A_iᵀ D_i‖²_F for j < count, [count]. Flat Dense inputs use ghost
+        norms over each microbatch's rows when cheaper than the sums (P²(K+C) against K·P·m·C
+        multiply-adds): Σ_{i,i' in j} (a_i·a_i')(d_i·d_i'), from the Gram matrices of A and D."""
+        (batch, positions, inputs), outputs = self.layer_rows_shape(), delta.shape[-1]
+        if positions == 1 and batch is not None and batch * (inputs + outputs) < count * inputs * outputs:
+            rows, gradients = self.rows[:, 0, :], delta[:, 0, :]
+            products = tf.matmul(rows, rows, transpose_b=True) * tf.matmul(gradients, gradients, transpose_b=True)
+            members = tf.one_hot(microbatch, count, dtype=delta.dtype)  # [P, count]
+            return tf.reduce_sum(members * tf.matmul(products, members), 0)
+        return tf.reduce_sum(tf.square(self.microbatch_kernels(delta, microbatch, count)), [1, 2])
+
     def kernel_squared_norms(self, delta: tf.Tensor) -> tf.Tensor:
         """‖A_iᵀ D_i‖²_F for each example, [P]."""
         if self.layer_rows_shape()[1] == 1:

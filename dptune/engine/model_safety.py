@@ -259,15 +259,15 @@ def removal_test(model: keras.Model, *, seed: int = 0) -> RemovalResult:
         (D: all trainable parameters, flattened); and the squared norms [rows]."""
         grads = chunk_gradients(model, inputs, labels, row_mask, layerwise)
         squared_norms = grads.squared_norms()
-        sums = grads.microbatch_sums(microbatch, REMOVAL_MICROBATCHES)
+        microbatch_norms = grads.microbatch_squared_norms(microbatch, REMOVAL_MICROBATCHES)  # as training does
         counts = tf.math.unsorted_segment_sum(row_mask, microbatch, REMOVAL_MICROBATCHES)
         per_example, microbatched, own = [], [], []
         for k in range(2):
             weights = clip_weights(squared_norms, clip_norms[k], row_mask)
             per_example.append(_flat(grads.weighted_sum(weights)))
             own.append(tf.stack([_flat(grads.weighted_sum(weights * one)) for one in tf.unstack(removed)]))
-            batch_weights = microbatch_clip_weights(sums, counts, clip_norms[k])
-            microbatched.append(_flat([tf.tensordot(batch_weights, s, axes=1) for s in sums]))
+            batch_weights = microbatch_clip_weights(microbatch_norms, counts, clip_norms[k])
+            microbatched.append(_flat(grads.weighted_sum(tf.gather(batch_weights, microbatch) * row_mask)))
         return tf.stack(per_example), tf.stack(microbatched), tf.stack(own), squared_norms
 
     try:

@@ -132,6 +132,16 @@ class LayerwiseGradients:
         kernels = [tap.per_example_kernel(delta) for tap, delta in zip(self.taps, self.deltas)]
         return self._by_variable(kernels, self.bias_grads, [-1])
 
+    def microbatch_squared_norms(self, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+        """‖Σ_{i in microbatch j} ∇L_i‖² over all trainable parameters for j < count, [count],
+        where possible without the sums themselves (`DenseTap.microbatch_kernel_squared_norms`)."""
+        total = 0.0
+        for tap, delta, bias in zip(self.taps, self.deltas, self.bias_grads):
+            total += tap.microbatch_kernel_squared_norms(delta, microbatch, count)
+            if tap.layer.use_bias:
+                total += tf.reduce_sum(tf.square(sum_by_microbatch(bias, microbatch, count)), 1)
+        return total
+
     def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
         """Σ_{i in microbatch j} ∇L_i for j < count: tensors of shape [count, *variable.shape]."""
         kernels = [tap.microbatch_kernels(delta, microbatch, count) for tap, delta in zip(self.taps, self.deltas)]
@@ -189,6 +199,9 @@ class GenericGradients:
     def microbatch_sums(self, microbatch: tf.Tensor, count: int) -> list[tf.Tensor]:
         return [sum_by_microbatch(g, microbatch, count) for g in self._grads]
 
+    def microbatch_squared_norms(self, microbatch: tf.Tensor, count: int) -> tf.Tensor:
+        return squared_norms_of_sums(self.microbatch_sums(microbatch, count))
+
 
 def summed_gradients(model: keras.Model, x, labels, mask) -> tuple[list[tf.Tensor], tf.Tensor]:
     """(Σ_i mask_i ∇L_i, Σ_i mask_i L_i) by ordinary backpropagation (all m = 1 needs)."""
@@ -209,11 +222,16 @@ def clip_weights(squared_norms: tf.Tensor, clip_norm: float, mask: tf.Tensor) ->
     return mask * tf.minimum(1.0, clip_norm / tf.maximum(norms, _TINY))
 
 
-def microbatch_clip_weights(sums: list[tf.Tensor], counts: tf.Tensor, clip_norm: float) -> tf.Tensor:
+def squared_norms_of_sums(sums: list[tf.Tensor]) -> tf.Tensor:
+    """‖sums_j‖² over all variables, [m], from per-microbatch sums [m, *variable.shape]."""
+    return tf.add_n([tf.reduce_sum(tf.reshape(tf.square(s), [tf.shape(s)[0], -1]), 1) for s in sums])
+
+
+def microbatch_clip_weights(squared_sum_norms: tf.Tensor, counts: tf.Tensor, clip_norm: float) -> tf.Tensor:
     """c_j / n_j with c_j = min(1, C/‖g_j‖), g_j = sums_j / n_j the mean gradient of
     microbatch j (0 for an empty one), so that the clipped terms are c_j g_j = weights_j · sums_j.
 
-    sums: per-microbatch gradient sums [m, *variable.shape] for every variable; counts: [m]."""
+    squared_sum_norms: ‖sums_j‖² over all variables, [m] (`squared_norms_of_sums`, or
+    `microbatch_squared_norms` without the sums); counts: [m]."""
     inverse_counts = tf.math.divide_no_nan(1.0, counts)
-    squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(s), [tf.shape(s)[0], -1]), 1) for s in sums])
-    return clip_weights(squared * tf.square(inverse_counts), clip_norm, tf.ones_like(counts)) * inverse_counts
+    return clip_weights(squared_sum_norms * tf.square(inverse_counts), clip_norm, tf.ones_like(counts)) * inverse_counts

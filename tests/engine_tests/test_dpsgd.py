@@ -10,6 +10,7 @@ from dptune import privacy
 from dptune.data import builtin_dataset
 from dptune.engine.dpsgd import DPSGDStep, make_optimizer, train
 from dptune.engine.models import build_model
+from dptune.engine.per_example import squared_norms_of_sums
 from dptune.engine.sampling import Chunk, PoissonSampler
 from dptune.errors import TrainingError
 from dptune.spec.config import DPSGDConfig, ModelSpec
@@ -80,7 +81,7 @@ def test_every_clipped_term_has_norm_at_most_c(digits, microbatches):
         terms = [weights[:, None] * np.reshape(g.numpy(), (16, -1)) for g in grads.per_example()]
     else:
         sums, counts, _ = step._chunk_statistics(chunk.indices, chunk.mask, chunk.microbatch)
-        weights = step.microbatch_clip_weights(sums, counts).numpy()
+        weights = step.microbatch_clip_weights(squared_norms_of_sums(sums), counts).numpy()
         terms = [weights[:, None] * np.reshape(s.numpy(), (microbatches, -1)) for s in sums]
     norms = np.linalg.norm(np.concatenate(terms, axis=1), axis=1)
     assert norms.max() <= 0.3 * (1 + 1e-5)
@@ -135,7 +136,7 @@ def test_removing_one_example_changes_at_most_one_microbatch_term(digits):
 
     def terms(chunk):
         sums, counts, _ = step._chunk_statistics(chunk.indices, chunk.mask, chunk.microbatch)
-        weights = step.microbatch_clip_weights(sums, counts).numpy()
+        weights = step.microbatch_clip_weights(squared_norms_of_sums(sums), counts).numpy()
         return np.concatenate([weights[:, None] * np.reshape(s.numpy(), (6, -1)) for s in sums], axis=1)
 
     difference = np.linalg.norm(terms(with_all) - terms(without), axis=1)
@@ -270,3 +271,31 @@ def test_training_runs_on_the_gpu_when_there_is_one(digits):
     result = train(digits, ModelSpec("mlp", hidden_units=(16,)), config)
     assert result.device.startswith("GPU")
     assert "GPU" in result.model.trainable_variables[0].value.device
+
+
+@pytest.mark.parametrize("spec, layerwise", [
+    (ModelSpec("mlp", hidden_units=(64,)), True),  # flat Dense inputs: microbatch norms from ghost norms
+    (ModelSpec("seed_cnn"), True),
+    (ModelSpec("mlp", hidden_units=(16,)), False),  # the generic path
+])
+def test_a_whole_step_clipped_from_microbatch_norms_equals_clipping_the_microbatch_sums(digits, spec, layerwise):
+    """The one-chunk step's route (norms of the microbatches without their sums, then one
+    weighted sum over the examples) gives the same clipped sum as clipping each microbatch's
+    sum, with an empty microbatch and padded rows in the chunk."""
+    x, y = digits.x_train, digits.y_train
+    if spec.kind == "seed_cnn":
+        x = np.resize(x[:, :64], (len(x), 28, 28, 1)) * 3  # an image shape for the CNN
+    config = DPSGDConfig(l2_norm_clip=0.05, num_microbatches=6, batch_size=40)
+    model = build_model(spec, x.shape[1:], digits.num_classes, seed=0)
+    step = DPSGDStep(model, make_optimizer(config), config, tf.constant(x), tf.constant(y), 7, False, layerwise=layerwise)
+    microbatch = np.random.default_rng(3).choice([0, 1, 2, 4, 5], 36).astype(np.int32)  # microbatch 3 is empty
+    chunk = _chunk(np.arange(36), 40, microbatch)
+    args = (tf.constant(chunk.indices), tf.constant(chunk.mask), tf.constant(chunk.microbatch))
+    whole, whole_loss = step._whole_step_statistics(*args)
+    summed, summed_loss = step.clipped_sum(step._chunk_statistics(*args))
+    np.testing.assert_allclose(_flat([g.numpy() for g in whole]), _flat([g.numpy() for g in summed]), rtol=1e-4, atol=1e-7)
+    assert float(whole_loss) == pytest.approx(float(summed_loss))
+    sums, counts, _ = step._chunk_statistics(*args)
+    clipped_norms = step.microbatch_clip_weights(squared_norms_of_sums(sums), counts).numpy() * np.sqrt(
+        squared_norms_of_sums(sums).numpy())
+    assert clipped_norms.max() == pytest.approx(0.05, rel=1e-4)  # clipping was active: the test is not vacuous

@@ -188,6 +188,6 @@ def test_the_removal_test_fails_for_an_engine_without_clipping(monkeypatch):
     model = build_model(ModelSpec(kind="mlp", hidden_units=(16,)), (6,), 3)
     monkeypatch.setattr(model_safety, "clip_weights", lambda squared_norms, clip_norm, mask: mask)
     monkeypatch.setattr(model_safety, "microbatch_clip_weights",
-                        lambda sums, counts, clip_norm: tf.math.divide_no_nan(1.0, counts))
+                        lambda squared_sum_norms, counts, clip_norm: tf.math.divide_no_nan(1.0, counts))
     result = removal_test(model)
     assert not result.passed and result.per_example > 5 and result.microbatched > 5

@@ -10,6 +10,7 @@ from dptune.engine.per_example import (
     LayerwiseGradients,
     chunk_gradients,
     clip_weights,
+    squared_norms_of_sums,
     supports_layerwise,
 )
 
@@ -73,6 +74,9 @@ def test_layerwise_norms_sums_and_gradients_match_autodiff(name, conv_kernel):
     microbatch = tf.constant([0, 2, 1, 2, 0, 1], tf.int32)
     for got, want in zip(fast.microbatch_sums(microbatch, 4), exact.microbatch_sums(microbatch, 4)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
+    # the norms of those sums, for flat Dense inputs from ghost norms over each microbatch's rows
+    np.testing.assert_allclose(fast.microbatch_squared_norms(microbatch, 4).numpy(),
+                               squared_norms_of_sums(exact.microbatch_sums(microbatch, 4)).numpy(), rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------ every accepted layer type against a tape loop
