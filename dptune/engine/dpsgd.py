@@ -144,7 +144,7 @@ class DPSGDStep:
         self._compute = tf.function(self._chunk_statistics, jit_compile=jit_compile)
         self._finish = tf.function(self._noise_and_apply, jit_compile=jit_compile)
         self._fused = tf.function(
-            lambda idx, mask, mb, step: self._noise_and_apply(self._whole_step_statistics(idx, mask, mb), step),
+            lambda idx, mask, mb, step: self._noise_and_apply(self._chunk_statistics(idx, mask, mb, True), step),
             jit_compile=jit_compile,
         )
         self._concrete: dict[tuple[str, int], Callable] = {}
@@ -179,9 +179,13 @@ class DPSGDStep:
                 self._concrete.setdefault((name, each), function.get_concrete_function(*specs))
         return self._concrete[(name, size)]
 
-    def _chunk_statistics(self, indices, mask, microbatch):
+    def _chunk_statistics(self, indices, mask, microbatch, whole_step: bool = False):
         """Per-example mode: (Σ_i clipped ∇L_i, loss sum). Microbatch mode: (per-microbatch
-        sums of ∇L_i [m, ...], per-microbatch counts [m], loss sum)."""
+        sums of ∇L_i [m, ...], per-microbatch counts [m], loss sum); but where the chunk is the
+        whole step's sample and 1 < m < B, (Σ of the clipped terms, loss sum), the
+        microbatches' norms coming without their sums where cheaper
+        (`microbatch_squared_norms`) and the clipped sum Σ_j w_j Σ_{i in j} ∇L_i as one
+        weighted sum over the examples, each weighted by its microbatch's w_j."""
         x = tf.gather(self.x_train, indices)
         y = tf.gather(self.y_train, indices)
         m = self.config.num_microbatches
@@ -193,23 +197,10 @@ class DPSGDStep:
             weights = self.clip_weights(grads.squared_norms(), mask)
             return grads.weighted_sum(weights), grads.loss_sum
         counts = tf.math.unsorted_segment_sum(mask, microbatch, m)
-        sums = grads.microbatch_sums(microbatch, m)
-        return sums, counts, grads.loss_sum
-
-    def _whole_step_statistics(self, indices, mask, microbatch):
-        """The statistics of a step whose sample is this one chunk. With 1 < m < B: (Σ of the
-        clipped terms, loss sum), the microbatches' norms coming without their sums where
-        cheaper (`microbatch_squared_norms`) and the clipped sum Σ_j w_j Σ_{i in j} ∇L_i as one
-        weighted sum over the examples, each weighted by its microbatch's w_j; otherwise
-        `_chunk_statistics`."""
-        m = self.config.num_microbatches
-        if self.config.per_example or m == 1:
-            return self._chunk_statistics(indices, mask, microbatch)
-        grads = chunk_gradients(self.model, tf.gather(self.x_train, indices), tf.gather(self.y_train, indices), mask,
-                                self.layerwise)
-        counts = tf.math.unsorted_segment_sum(mask, microbatch, m)
-        weights = self.microbatch_clip_weights(grads.microbatch_squared_norms(microbatch, m), counts)
-        return grads.weighted_sum(tf.gather(weights, microbatch) * mask), grads.loss_sum
+        if whole_step:
+            weights = self.microbatch_clip_weights(grads.microbatch_squared_norms(microbatch, m), counts)
+            return grads.weighted_sum(tf.gather(weights, microbatch) * mask), grads.loss_sum
+        return grads.microbatch_sums(microbatch, m), counts, grads.loss_sum
 
     def clip_weights(self, squared_norms, mask):
         """min(1, C/‖g_i‖) for each row of squared norms ‖g_i‖² (0 for padded rows) at this run's C."""

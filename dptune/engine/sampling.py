@@ -92,10 +92,11 @@ class ShuffleSampler:
 def _into_chunks(indices: np.ndarray, microbatch: np.ndarray, rows: int) -> list[Chunk]:
     chunks = []
     for start in range(0, max(len(indices), 1), rows):
-        used = len(indices[start : start + rows])
+        part = indices[start : start + rows]
+        used = len(part)
         chunk = Chunk(indices=np.zeros(rows, np.int32), mask=np.zeros(rows, np.float32),
                       microbatch=np.zeros(rows, np.int32))
-        chunk.indices[:used] = indices[start : start + rows]
+        chunk.indices[:used] = part
         chunk.mask[:used] = 1.0
         chunk.microbatch[:used] = microbatch[start : start + rows]
         chunks.append(chunk)

@@ -291,7 +291,7 @@ def test_a_whole_step_clipped_from_microbatch_norms_equals_clipping_the_microbat
     microbatch = np.random.default_rng(3).choice([0, 1, 2, 4, 5], 36).astype(np.int32)  # microbatch 3 is empty
     chunk = _chunk(np.arange(36), 40, microbatch)
     args = (tf.constant(chunk.indices), tf.constant(chunk.mask), tf.constant(chunk.microbatch))
-    whole, whole_loss = step._whole_step_statistics(*args)
+    whole, whole_loss = step._chunk_statistics(*args, whole_step=True)
     summed, summed_loss = step.clipped_sum(step._chunk_statistics(*args))
     np.testing.assert_allclose(_flat([g.numpy() for g in whole]), _flat([g.numpy() for g in summed]), rtol=1e-4, atol=1e-7)
     assert float(whole_loss) == pytest.approx(float(summed_loss))
