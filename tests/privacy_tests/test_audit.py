@@ -138,7 +138,7 @@ class NoClippingStep(DPSGDStep):
     """Broken engine: per-example gradients are summed unclipped, while the noise is still
     N(0, σ²C²) for the nominal C (per-example mode only)."""
 
-    def _chunk_statistics(self, indices, mask, microbatch):
+    def _chunk_statistics(self, indices, mask, microbatch, whole_step=False):
         x, y = tf.gather(self.x_train, indices), tf.gather(self.y_train, indices)
         grads = chunk_gradients(self.model, x, y, mask, self.layerwise)
         return grads.weighted_sum(mask), grads.loss_sum
